@@ -1,0 +1,130 @@
+"""One model with its own static KV cache: lazy catch-up `extend`, fixed-shape `decode`, CUDA graphs.
+
+Paper §3.1 (relay inference) needs two models that each keep a cache over their own view of the text.
+`ModelRunner` is that per-model engine (qwen3-and-decoding.md §3.3-3.5):
+- `extend(slots, views)`: bring each slot up to `view`, starting from the longest prefix it already holds
+  (prompt prefill, a teacher catching up at a call, a rollback are all this one rule), and sample the next
+  token. Runs eagerly, in column chunks, new tokens right-aligned so every row ends in the last column.
+- `decode(slots, tokens)`: append one token per row and sample the next. This is `step` with W = 1,
+  padded to a batch bucket (padding rows write to the cache's sink slot). On CUDA each (batch bucket,
+  KV-length bucket) is captured once in a CUDA graph and replayed; elsewhere the same `step` runs eagerly.
+
+`step` is a pure function of static tensors: no `.item()`, no `.tolist()`, no data-dependent branch.
+"""
+from __future__ import annotations
+
+import torch
+
+from .kv_cache import KVCache
+from .sampling import sample
+
+
+def bucket(n: int, cap: int, smallest: int = 1) -> int:
+    """The smallest power of two >= n (at least `smallest`), capped at `cap`."""
+    b = smallest
+    while b < n:
+        b *= 2
+    return min(b, cap)
+
+
+class ModelRunner:
+    def __init__(self, model, n_slots: int, max_len: int, *, temperature: float = 0.0, top_p: float = 1.0,
+                 seed: int | None = None, banned_ids=(), vocab_limit: int | None = None,
+                 cuda_graphs: bool | None = None, prefill_chunk: int = 512):
+        self.model, self.device = model, model.device
+        self.cache = KVCache(model.config, n_slots, max_len, self.device, model.dtype)
+        bias = torch.zeros(model.config.vocab_size, device=self.device)
+        if vocab_limit is not None:
+            bias[vocab_limit:] = float("-inf")  # embedding rows the tokenizer never produces
+        bias[list(banned_ids)] = float("-inf")
+        self.logit_bias, self.temperature, self.top_p = bias, temperature, top_p
+        self.generator = torch.Generator(self.device)
+        self.generator.manual_seed(seed if seed is not None else torch.seed())
+        self.cuda_graphs = (self.device.type == "cuda") if cuda_graphs is None else cuda_graphs
+        self.graphs, self.pool, self.prefill_chunk = {}, None, prefill_chunk
+        self.forward_tokens = 0  # token positions this model has processed (the relay's cost accounting)
+
+    @torch.inference_mode()
+    def step(self, tokens, positions, slots, temperature, noise, kv_len: int):
+        """tokens/positions/slots [B, W] -> next token [B] sampled after each row's last column."""
+        h = self.model.hidden_states(tokens, cache=self.cache, positions=positions, slots=slots, kv_len=kv_len)
+        logits = self.model.lm_head(h[:, -1]).float() + self.logit_bias
+        top_p = None if self.top_p >= 1 else torch.full_like(temperature, self.top_p)
+        return sample(logits, temperature, noise, top_p)
+
+    def _sampling_inputs(self, B: int):
+        temp = torch.full((B,), float(self.temperature), device=self.device)
+        noise = torch.ones(B, self.model.config.vocab_size, device=self.device)
+        if self.temperature > 0:
+            noise.exponential_(generator=self.generator)
+        return temp, noise
+
+    @torch.inference_mode()
+    def extend(self, slots: list[int], views: list[list[int]]):
+        """Catch each slot up to its view (lazy, from the longest cached prefix); next token per row."""
+        cache, starts = self.cache, [self.cache.common_prefix(s, v) for s, v in zip(slots, views)]
+        news = [v[lcp:] for v, lcp in zip(views, starts)]
+        W, B = max(len(n) for n in news), len(slots)
+        tok = torch.zeros(B, W, dtype=torch.long)
+        pos = torch.zeros(B, W, dtype=torch.long)
+        slot = torch.full((B, W), cache.sink, dtype=torch.long)
+        for r, (s, lcp, new) in enumerate(zip(slots, starts, news)):
+            if lcp + len(new) > cache.max_len:
+                raise ValueError(f"sequence of {lcp + len(new)} tokens exceeds the cache length {cache.max_len}")
+            pad = W - len(new)  # right-align: every row's last new token is in column W - 1
+            tok[r, pad:] = torch.tensor(new)
+            pos[r, pad:] = torch.arange(lcp, lcp + len(new))
+            slot[r, pad:] = s
+            cache.ids[s] = list(views[r])
+        self.forward_tokens += sum(len(n) for n in news)
+        tok, pos, slot = tok.to(self.device), pos.to(self.device), slot.to(self.device)
+        temp, noise = self._sampling_inputs(B)
+        for c in range(0, W, self.prefill_chunk):  # chunks bound the [B, W, L] attention mask
+            cols = slice(c, min(c + self.prefill_chunk, W))
+            kv_len = bucket(int(pos[:, cols].max()) + 1, cache.max_len, 16)
+            out = self.step(tok[:, cols], pos[:, cols], slot[:, cols], temp, noise, kv_len)
+        return out
+
+    @torch.inference_mode()
+    def decode(self, slots: list[int], tokens: list[int]):
+        """Append one token to each slot; return the next token per row (a device tensor [len(slots)])."""
+        cache, B = self.cache, len(slots)
+        positions = []
+        for s, t in zip(slots, tokens):
+            positions.append(len(cache.ids[s]))
+            cache.ids[s].append(t)
+        if max(positions) >= cache.max_len:
+            raise ValueError(f"sequence exceeds the cache length {cache.max_len}")
+        self.forward_tokens += B
+        Bb = bucket(B, max(B, cache.n_slots))
+        kv_len = bucket(max(positions) + 1, cache.max_len, 16)
+        pad = Bb - B  # padding rows: token 0 at position 0 of the sink slot
+        host = (torch.tensor(tokens + [0] * pad).view(Bb, 1), torch.tensor(positions + [0] * pad).view(Bb, 1),
+                torch.tensor(slots + [cache.sink] * pad).view(Bb, 1))
+        temp, noise = self._sampling_inputs(Bb)
+        if not self.cuda_graphs:
+            return self.step(*(t.to(self.device) for t in host), temp, noise, kv_len)[:B]
+        graph, static = self._graph(Bb, kv_len)
+        for buf, val in zip(static, (*host, temp, noise)):  # overwrite every static input, padding included
+            buf.copy_(val, non_blocking=True)
+        graph.replay()
+        return static[-1][:B].clone()
+
+    def _graph(self, Bb: int, kv_len: int):
+        """Capture `step` for one (batch bucket, KV-length bucket); all graphs share one memory pool."""
+        if (Bb, kv_len) not in self.graphs:
+            d, V = self.device, self.model.config.vocab_size
+            static = [torch.zeros(Bb, 1, dtype=torch.long, device=d) for _ in range(2)]
+            static += [torch.full((Bb, 1), self.cache.sink, dtype=torch.long, device=d),
+                       torch.zeros(Bb, device=d), torch.ones(Bb, V, device=d)]
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up outside capture (allocator, kernels selection)
+                self.step(*static, kv_len)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool):
+                out = self.step(*static, kv_len)
+            self.pool = graph.pool()
+            self.graphs[(Bb, kv_len)] = (graph, static + [out])
+        return self.graphs[(Bb, kv_len)]
