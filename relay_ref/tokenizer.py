@@ -28,8 +28,8 @@ class Tokenizer:
         digits = []
         for d in range(10):
             ids = tok.encode(str(d), add_special_tokens=False).ids
-            if len(ids) != 1:
-                raise ValueError(f"{source}: digit {d} encodes to {ids}, not a single token")
+            if len(ids) != 1 or tok.decode(ids) != str(d):
+                raise ValueError(f"{source}: digit {d} encodes to {ids}, not a single token of its own")
             digits.append(ids[0])
         self.commands = CommandTokens(tok.token_to_id(CALL), tok.token_to_id(END_CALL), tuple(digits))
         self.eos_ids = tuple(i for i in map(tok.token_to_id, EOS_TOKENS) if i is not None)
