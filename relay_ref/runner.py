@@ -38,6 +38,9 @@ class ModelRunner:
             bias[vocab_limit:] = float("-inf")  # embedding rows the tokenizer never produces
         bias[list(banned_ids)] = float("-inf")
         self.logit_bias, self.temperature, self.top_p = bias, temperature, top_p
+        # CPU BLAS streams a [vocab, hidden] head with short rows at a third of the bandwidth it reaches
+        # on the transposed layout, and the head dominates small models' decode; GPUs don't care.
+        self.head_t = model.lm_head.weight.t().contiguous() if self.device.type == "cpu" else None
         self.generator = torch.Generator(self.device)
         self.generator.manual_seed(seed if seed is not None else torch.seed())
         self.cuda_graphs = (self.device.type == "cuda") if cuda_graphs is None else cuda_graphs
@@ -48,13 +51,16 @@ class ModelRunner:
     def step(self, tokens, positions, slots, temperature, noise, kv_len: int):
         """tokens/positions/slots [B, W] -> next token [B] sampled after each row's last column."""
         h = self.model.hidden_states(tokens, cache=self.cache, positions=positions, slots=slots, kv_len=kv_len)
-        logits = self.model.lm_head(h[:, -1]).float() + self.logit_bias
+        h = h[:, -1]
+        logits = (h @ self.head_t if self.head_t is not None else self.model.lm_head(h)).float() + self.logit_bias
+        if self.temperature == 0:  # a per-runner constant, not a data-dependent branch
+            return logits.argmax(dim=-1)
         top_p = None if self.top_p >= 1 else torch.full_like(temperature, self.top_p)
         return sample(logits, temperature, noise, top_p)
 
     def _sampling_inputs(self, B: int):
         temp = torch.full((B,), float(self.temperature), device=self.device)
-        noise = torch.ones(B, self.model.config.vocab_size, device=self.device)
+        noise = torch.ones(B, self.model.config.vocab_size if self.temperature > 0 else 1, device=self.device)
         if self.temperature > 0:
             noise.exponential_(generator=self.generator)
         return temp, noise
@@ -116,7 +122,7 @@ class ModelRunner:
             d, V = self.device, self.model.config.vocab_size
             static = [torch.zeros(Bb, 1, dtype=torch.long, device=d) for _ in range(2)]
             static += [torch.full((Bb, 1), self.cache.sink, dtype=torch.long, device=d),
-                       torch.zeros(Bb, device=d), torch.ones(Bb, V, device=d)]
+                       torch.zeros(Bb, device=d), torch.ones(Bb, V if self.temperature > 0 else 1, device=d)]
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):  # warm-up outside capture (allocator, kernels selection)
