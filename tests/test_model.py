@@ -189,3 +189,16 @@ def test_config_reads_rope_theta_at_top_level_or_in_rope_parameters_and_head_dim
 def test_saved_config_round_trips(tmp_path):
     cfg = Qwen3Config.from_dict({**BASE, "eos_token_id": 7, "tie_word_embeddings": True})
     assert Qwen3Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_a_hub_id_is_fetched_through_huggingface_hub(tmp_path, monkeypatch):
+    import huggingface_hub
+    hf, path = save_hf_model(tmp_path, seed=4)
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo, allow_patterns: asked.append((repo, allow_patterns)) or str(path))
+    model = relay_ref.load_model("Qwen/Qwen3-Tiny")
+    assert asked[0][0] == "Qwen/Qwen3-Tiny" and "*.safetensors" in asked[0][1]
+    ids = torch.randint(0, 96, (1, 5))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids), hf(ids).logits, atol=1e-4, rtol=0)
