@@ -1,0 +1,93 @@
+"""Question files, warm-up SFT example construction, and pass-rate filtering (paper §3.1, §3.2.2; D11, D12).
+
+- `load_questions` / `save_jsonl`: JSON-lines files with one question per line, fields `problem` and
+  `answer` (other fields are kept). A bad line is an error naming the file and line, never a silent skip.
+- `insert_commands`: the D11 warm-up construction. The response is the vanilla student's own sample; 0 to
+  `max_commands` commands `<call>n</call>` go at distinct random token boundaries, n = d * 10^j (d in 1..9,
+  j in 0..3) capped by the response tokens after the command. The response tokens stay untouched and in
+  order: the continuation after a command is the student's own, which the paper accepts because the
+  warm-up only teaches the command's syntax.
+- `keep_by_pass_rate`: D12, keep the questions the teacher solves in at least half of its samples.
+The model-driven steps (sampling the base responses, the teacher's samples) live in scripts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+
+from .commands import CommandTokens, format_call
+
+
+def load_questions(path) -> list[dict]:
+    """Rows of a JSON-lines file; each needs a non-empty string `problem` and a string (or integer) `answer`.
+    An integer answer is turned into its decimal string, since answers are compared as text (D13).
+    Blank lines are skipped. Raises FileNotFoundError or ValueError("<file>:<line>: <what is wrong>").
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"question file {path} does not exist")
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}: invalid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            for key in ("problem", "answer"):
+                if key not in row:
+                    raise ValueError(f"{where}: missing field {key!r}")
+            if isinstance(row["answer"], int) and not isinstance(row["answer"], bool):
+                row["answer"] = str(row["answer"])
+            for key in ("problem", "answer"):
+                if not isinstance(row[key], str):
+                    raise ValueError(f"{where}: field {key!r} must be a string, got {type(row[key]).__name__}")
+                if not row[key].strip():
+                    raise ValueError(f"{where}: field {key!r} is empty")
+            rows.append(row)
+    return rows
+
+
+def save_jsonl(rows, path) -> None:
+    """Write rows as JSON lines atomically: a reader sees the old file or the whole new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def insert_commands(response: list[int], commands: CommandTokens, rng: random.Random,
+                    max_commands: int = 3) -> list[int]:
+    """D11: the response with k ~ U{0..max_commands} commands at distinct boundaries t ~ U{0..len-1}.
+    Boundary t means "before response[t]", so at least one response token follows every command; its n is
+    min(d * 10^j, len(response) - t). k is capped by len(response) (a short response has fewer boundaries).
+    """
+    response = list(response)
+    k = min(rng.randint(0, max_commands), len(response))
+    out, prev = [], 0
+    for t in sorted(rng.sample(range(len(response)), k)):
+        n = rng.randint(1, 9) * 10 ** rng.randint(0, 3)
+        out += response[prev:t] + format_call(min(n, len(response) - t), commands)
+        prev = t
+    return out + response[prev:]
+
+
+def keep_by_pass_rate(pass_rates, threshold: float = 0.5) -> list[int]:
+    """D12 (paper §3.2.2): indices of the questions whose teacher pass rate is >= threshold."""
+    return [i for i, p in enumerate(pass_rates) if p >= threshold]
