@@ -94,7 +94,7 @@ def test_loss_mask_and_call_ratio_follow_the_authors():
 ALPHABET = [CALL, END, *DIGIT, 2, 3, EOS]
 responses = st.lists(st.tuples(st.sampled_from(ALPHABET), st.integers(0, 3).map(lambda x: x == 0)),
                      max_size=40).map(lambda pairs: ([t for t, _ in pairs], [m for _, m in pairs]))
-PROPERTY = settings(max_examples=200, deadline=None)
+PROPERTY = settings(max_examples=100, deadline=None)
 KIND_AUTHOR = {"text": TEXT, "call": COMMAND, "void": COMMAND, "teacher": TEACHER}
 
 
