@@ -1,5 +1,4 @@
 """Question files, the D11 warm-up construction and the D12 filter (paper §3.1, §3.2.2)."""
-import json
 import random
 from collections import Counter
 

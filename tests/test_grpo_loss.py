@@ -17,6 +17,15 @@ settings.register_profile("grpo", deadline=None, max_examples=60)
 settings.load_profile("grpo")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # The tensors here are tiny: intra-op threads only add contention (10x slower on a busy 2-core box).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ---------------------------------------------------------------- advantages (grpo.md (c) item 9)
 
 reward = st.integers(-10, 15).map(lambda k: k / 10)  # rewards on a 0.1 grid: distinct ones differ clearly
@@ -71,6 +80,16 @@ def test_advantages_unaffected_by_other_groups(groups_, rnd):
         for a, (r, gj) in zip(adv.tolist(), rows):
             if gj == gi:
                 assert a == pytest.approx(alone[r], abs=1e-6)
+
+
+def test_advantages_worked_example():
+    # R01's rewards: mean 0.6, unbiased variance (0.81 + 0.09 + 0.36 + 0.36) / 3 = 0.54 (D9: unbiased std).
+    # Group 1 is G = 2: std of [1, 0] is sqrt(1/2), so A = +-0.5 / sqrt(0.5).
+    adv = group_advantages([1.5, 1.0, 0.9, 0.0, 0.0, 0.0], [0, 1, 0, 0, 1, 0]).tolist()
+    std = math.sqrt(0.54) + 1e-6
+    std2 = math.sqrt(0.5) + 1e-6
+    want = [0.9 / std, 0.5 / std2, 0.3 / std, -0.6 / std, -0.5 / std2, -0.6 / std]
+    assert adv == pytest.approx(want, rel=1e-6)
 
 
 def test_group_of_one_is_refused():
@@ -209,6 +228,20 @@ def test_token_logprobs_match_full_log_softmax(tiny, chunk, temperature):
     g_want = torch.autograd.grad((reference_logprobs(tiny, ids, temperature) * weights).sum(), params)
     for a, b in zip(g_got, g_want):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_token_logprobs_graph_never_holds_whole_sequence_logits(tiny):
+    """The lm_head is recomputed per chunk in backward, so autograd saves no [B, T, vocab]-sized logits."""
+    ids = torch.randint(0, 50, (3, 13), generator=torch.Generator().manual_seed(0))
+    saved = []
+
+    def keep(t):
+        saved.append(t.shape)
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+        token_logprobs(tiny, ids, chunk=4).sum().backward()
+    logits_like = sum(math.prod(shape) for shape in saved if len(shape) == 3 and shape[-1] == 50)
+    assert logits_like < 3 * 12 * 50
 
 
 def test_token_logprobs_of_one_token_is_empty(tiny):
