@@ -1,0 +1,67 @@
+"""Answer checking (decision D13; the correctness indicator 𝟙(a = g) of paper §3.2.3, Eq. 3).
+
+- `extract_boxed(text)`: the content of the last `\\boxed{...}` (balanced braces), or None when there is none
+  or the last one is unterminated. Numbers outside a box never count: the format is part of the task.
+- `normalize(s)`: drops `$`, spaces, `\\left`/`\\right`, thin spaces, a trailing `.` and thousands commas;
+  `\\dfrac`/`\\tfrac` become `\\frac`, and `\\frac{a}{b}` with plain numbers becomes `a/b`.
+- `is_correct(response_text, gold)`: when both sides read as numbers (integers, decimals, `a/b`, a percent
+  meaning /100) they are compared by value with `fractions.Fraction`, and that decision is final (so no
+  lenient x100 percent match). Otherwise math-verify decides if it is installed (the optional `math` extra;
+  both sides passed as `\\boxed{...}` so only boxed answers count), else normalized strings must be equal.
+  Whoever wrote the box, student or teacher, it counts (D13).
+"""
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+_NUM = r"-?(?:\d+(?:\.\d*)?|\.\d+)"
+_FRAC = re.compile(r"\\frac\{(" + _NUM + r")\}\{(" + _NUM + r")\}")
+
+
+def extract_boxed(text: str) -> str | None:
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, begin = 0, start + len("\\boxed{") - 1
+    for i in range(begin, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[begin + 1:i]
+    return None
+
+
+def normalize(s: str) -> str:
+    s = re.sub(r"\s|\$|\\left|\\right|\\[,!;]", "", s)
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").rstrip(".")
+    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):
+        s = s.replace(",", "")
+    return _FRAC.sub(r"\1/\2", s)
+
+
+def to_number(s: str) -> Fraction | None:
+    """The value of a normalized integer, decimal, fraction `a/b` or percent, else None."""
+    scale = Fraction(1)
+    if s.endswith("%"):
+        s, scale = s[:-1].removesuffix("\\"), Fraction(1, 100)
+    m = re.fullmatch(f"({_NUM})(?:/({_NUM}))?", s)
+    if m is None or (m[2] is not None and Fraction(m[2]) == 0):
+        return None
+    return Fraction(m[1]) / Fraction(m[2] or 1) * scale
+
+
+def is_correct(response_text: str, gold: str) -> bool:
+    pred = extract_boxed(response_text)
+    if pred is None:
+        return False
+    gold = extract_boxed(gold) if "\\boxed{" in gold else gold
+    p, g = normalize(pred), normalize(gold or "")
+    pv, gv = to_number(p), to_number(g)
+    if pv is not None and gv is not None:
+        return pv == gv
+    try:
+        from math_verify import parse, verify
+    except ImportError:
+        return p == g
+    return bool(verify(parse(f"\\boxed{{{gold}}}", parsing_timeout=None),
+                       parse(f"\\boxed{{{pred}}}", parsing_timeout=None), timeout_seconds=None))
