@@ -47,7 +47,7 @@ class ModelRunner:
         self.graphs, self.pool, self.prefill_chunk = {}, None, prefill_chunk
         self.forward_tokens = 0  # token positions this model has processed (the relay's cost accounting)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def step(self, tokens, positions, slots, temperature, noise, kv_len: int):
         """tokens/positions/slots [B, W] -> next token [B] sampled after each row's last column."""
         h = self.model.hidden_states(tokens, cache=self.cache, positions=positions, slots=slots, kv_len=kv_len)
@@ -65,7 +65,7 @@ class ModelRunner:
             noise.exponential_(generator=self.generator)
         return temp, noise
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def extend(self, slots: list[int], views: list[list[int]]):
         """Catch each slot up to its view (lazy, from the longest cached prefix); next token per row."""
         cache, starts = self.cache, [self.cache.common_prefix(s, v) for s, v in zip(slots, views)]
@@ -91,7 +91,7 @@ class ModelRunner:
             out = self.step(tok[:, cols], pos[:, cols], slot[:, cols], temp, noise, kv_len)
         return out
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def decode(self, slots: list[int], tokens: list[int]):
         """Append one token to each slot; return the next token per row (a device tensor [len(slots)])."""
         cache, B = self.cache, len(slots)
