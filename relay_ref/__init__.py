@@ -6,12 +6,15 @@ tokens; then the student continues. PAPER_NOTES.md maps each section of the pape
 from .checkpoint import load_model, save_pretrained
 from .commands import (COMMAND, TEACHER, TEXT, CommandParser, CommandTokens, call_ratio, format_call,
                        label_response, loss_mask, split_response, strip_commands, teacher_view)
+from .evaluation import evaluate, random_router
 from .generate import generate
+from .grpo import GRPOConfig, train_grpo
 from .model import Qwen3Config, Qwen3ForCausalLM
 from .relay import RelayOutput, relay_generate
+from .sft import train_sft
 from .tokenizer import Tokenizer, load_tokenizer
 
-__all__ = ["COMMAND", "TEACHER", "TEXT", "CommandParser", "CommandTokens", "Qwen3Config", "Qwen3ForCausalLM",
+__all__ = ["GRPOConfig", "evaluate", "random_router", "train_grpo", "train_sft", "COMMAND", "TEACHER", "TEXT", "CommandParser", "CommandTokens", "Qwen3Config", "Qwen3ForCausalLM",
            "RelayOutput", "Tokenizer", "call_ratio", "format_call", "generate", "label_response", "load_model",
            "load_tokenizer", "loss_mask", "relay_generate", "save_pretrained", "split_response", "strip_commands",
            "teacher_view"]

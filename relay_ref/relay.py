@@ -16,10 +16,13 @@ The response budget counts every token, teacher tokens included (D7); n is clamp
 
 Modes for the paper's experiments: `teacher_free` bans the command tokens by a logit mask (§5.3),
 `fixed_call_tokens=k` executes every well-formed command with n = k (§5.4), `max_calls` caps executed
-calls per response (later well-formed commands are not executed), `teacher_temperature` (D4).
+calls per response (later well-formed commands are not executed), `teacher_temperature` (D4), and
+`random_calls=(q, k)`: a token-level random caller that, after each student token, hands the next k
+tokens to the teacher with probability q and no command (the D14 baseline at a matched call ratio).
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from .commands import COMMAND, TEACHER, TEXT, CommandParser
@@ -43,7 +46,7 @@ class RelayOutput:
 def relay_generate(student, teacher, prompts, *, commands, max_new_tokens, eos_ids, temperature=0.0,
                    teacher_temperature=None, top_p=1.0, seed=None, teacher_free=False, fixed_call_tokens=None,
                    max_calls=None, max_call_tokens=None, student_vocab_limit=None, teacher_vocab_limit=None,
-                   cuda_graphs=None) -> RelayOutput:
+                   random_calls=None, cuda_graphs=None) -> RelayOutput:
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("relay_generate needs at least one prompt, and every prompt at least one token")
     for name, model in (("student", student), ("teacher", teacher)):
@@ -65,6 +68,7 @@ def relay_generate(student, teacher, prompts, *, commands, max_new_tokens, eos_i
     mode, left, calls, caught_up = [STUDENT_MODE] * B, [0] * B, [0] * B, [False] * B
     s_next = dict(enumerate(s_run.extend(list(range(B)), [list(p) for p in prompts]).tolist()))
     t_next: dict[int, int] = {}
+    coin = random.Random(seed)
     while True:
         for r in range(B):
             if mode[r] == DONE:
@@ -81,12 +85,18 @@ def relay_generate(student, teacher, prompts, *, commands, max_new_tokens, eos_i
                 teacher_view[r].append(token)
             if token in eos_ids and author != COMMAND or len(tokens[r]) >= max_new_tokens:
                 mode[r] = DONE
-            elif mode[r] == TEACHER_MODE and left[r] == 0:
-                mode[r] = STUDENT_MODE
-            elif n is not None and (max_calls is None or calls[r] < max_calls):
+                continue
+            if mode[r] == TEACHER_MODE:
+                mode[r] = STUDENT_MODE if left[r] == 0 else TEACHER_MODE
+                continue
+            if n is not None and (max_calls is None or calls[r] < max_calls):
                 n = fixed_call_tokens or n
-                left[r] = min(n, max_new_tokens - len(tokens[r]), max_call_tokens or n)
-                mode[r], caught_up[r], calls[r] = TEACHER_MODE, False, calls[r] + 1
+            elif random_calls and not parsers[r].pending and coin.random() < random_calls[0]:
+                n = random_calls[1]
+            else:
+                continue
+            left[r] = min(n, max_new_tokens - len(tokens[r]), max_call_tokens or n)
+            mode[r], caught_up[r], calls[r] = TEACHER_MODE, False, calls[r] + 1
         live = [r for r in range(B) if mode[r] != DONE]
         if not live:
             break

@@ -1,0 +1,83 @@
+"""Evaluation shaped like the paper's tables (paper §4.2, Table 1, Fig. 1; D6, D13, D14).
+
+Modes: `student` and `teacher` alone, `relay` (the student calls the teacher), `teacher-free` (commands
+banned, §5.3), `fixed` (every command executes with n = k, §5.4), `random-caller` (a token-level random
+caller at a matched call ratio). Accuracy is greedy pass@1 by default, avg@k with `samples=k` and a
+temperature. The call ratio is a micro-average over a benchmark: sum of teacher tokens over sum of
+response tokens (D6); the teacher alone counts as 100%.
+
+`random_router` is the paper's query-level baseline: a router that sends a share p of whole questions
+to the teacher reaches (1 - p) * acc_student + p * acc_teacher at a teacher share of about p.
+"""
+from __future__ import annotations
+
+from tqdm.auto import tqdm
+
+from .answers import is_correct
+from .generate import generate
+from .relay import relay_generate
+
+MODES = ("student", "teacher", "relay", "teacher-free", "fixed", "random-caller")
+
+
+def evaluate(mode, student, teacher, tokenizer, questions, *, max_new_tokens=1024, batch_size=64, samples=1,
+             temperature=0.0, seed=0, fixed_call_tokens=20, random_calls=None, desc=None) -> dict:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    jobs = [q for q in questions for _ in range(samples)]
+    records = []
+    for start in tqdm(range(0, len(jobs), batch_size), desc=desc or mode, unit="batch", leave=False):
+        batch = jobs[start:start + batch_size]
+        prompts = [tokenizer.chat_prompt(q["problem"]) for q in batch]
+        common = dict(eos_ids=tokenizer.eos_ids, temperature=temperature, seed=seed + start)
+        if mode in ("student", "teacher"):
+            model = student if mode == "student" else teacher
+            tokens = generate(model, prompts, max_new_tokens, vocab_limit=len(tokenizer), **common)
+            masks = [[mode == "teacher"] * len(t) for t in tokens]
+        else:
+            out = relay_generate(student, teacher, prompts, commands=tokenizer.commands,
+                                 max_new_tokens=max_new_tokens, teacher_free=mode in ("teacher-free", "random-caller"),
+                                 fixed_call_tokens=fixed_call_tokens if mode == "fixed" else None,
+                                 random_calls=random_calls if mode == "random-caller" else None,
+                                 student_vocab_limit=len(tokenizer), teacher_vocab_limit=len(tokenizer), **common)
+            tokens, masks = out.tokens, out.teacher_mask
+        for q, t, m in zip(batch, tokens, masks):
+            text = tokenizer.decode(t)
+            records.append({"problem": q["problem"], "answer": q["answer"], "response": text,
+                            "correct": is_correct(text, q["answer"]), "tokens": len(t), "teacher_tokens": sum(m)})
+    n_tokens = sum(r["tokens"] for r in records)
+    return {"mode": mode, "accuracy": sum(r["correct"] for r in records) / max(len(records), 1),
+            "call_ratio": sum(r["teacher_tokens"] for r in records) / max(n_tokens, 1),
+            "questions": len(questions), "samples": samples, "records": records}
+
+
+def matched_random_calls(call_ratio: float, k: int) -> tuple[float, int]:
+    """(q, k) for `relay_generate(random_calls=...)` whose expected teacher share is `call_ratio`:
+    each student token brings k teacher tokens with probability q, so the share is qk / (1 + qk)."""
+    r = min(max(call_ratio, 0.0), 0.99)
+    return r / (k * (1 - r)), k
+
+
+def random_router(acc_student, acc_teacher, acc_relay, relay_call_ratio) -> dict:
+    """Fig. 1 / abstract arithmetic. Performance-matched: the router needs a teacher share p* to reach
+    the relay's accuracy; cost reduction = 1 - relay_ratio / p*. Resource-matched: at the relay's
+    call ratio the router reaches acc_s + ratio * (acc_t - acc_s); margin = relay accuracy minus that."""
+    gap = acc_teacher - acc_student
+    p_star = (acc_relay - acc_student) / gap if gap else float("nan")
+    at_equal_cost = acc_student + relay_call_ratio * gap
+    return {"matched_teacher_share": p_star,
+            "cost_reduction": 1 - relay_call_ratio / p_star if p_star > 0 else float("nan"),
+            "router_accuracy_at_equal_cost": at_equal_cost, "margin": acc_relay - at_equal_cost}
+
+
+def markdown_table(results: dict, benchmarks: list[str]) -> str:
+    """Table 1's shape: one row per method, one column per benchmark, the average and the average call
+    ratio (the mean of the per-benchmark micro-averaged ratios, D6). results[method][benchmark] -> evaluate()."""
+    lines = ["| Method | " + " | ".join(benchmarks) + " | Average | Avg. Call Ratio |",
+             "|---" * (len(benchmarks) + 3) + "|"]
+    for method, per_bench in results.items():
+        accs = [100 * per_bench[b]["accuracy"] for b in benchmarks]
+        ratios = [per_bench[b]["call_ratio"] for b in benchmarks]
+        ratio = "–" if method in ("student", "teacher-free") else f"{100 * sum(ratios) / len(ratios):.2f}%"
+        lines.append(f"| {method} | " + " | ".join(f"{a:.2f}" for a in accs) + f" | {sum(accs) / len(accs):.2f} | {ratio} |")
+    return "\n".join(lines)

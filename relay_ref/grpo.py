@@ -1,0 +1,187 @@
+"""GRPO for the relay student (paper §3.2; D8-D10; grpo.md): rollouts with the teacher, rewards per
+group, advantages, and the clipped objective with a k3 KL penalty against the frozen warm-up model.
+
+One step, read top to bottom in `train_grpo`:
+1. draw `prompts_per_step` questions (a fixed order derived from the seed) and sample G relay responses
+   each with `relay_generate` (the student is the policy, the teacher is frozen);
+2. score each response from its full text, whoever wrote it (D13), measure its call ratio rho (D6),
+   and reward it by the difficulty-aware rule of its group (D10) or the simple reward (Eq. 3);
+3. advantages per group (Eq. 2), broadcast over the tokens the student sampled (mask, D8);
+4. old log-probabilities recomputed by the training model before any update (grpo.md (a)), reference
+   log-probabilities from the warm-up model; the token-mean clipped loss over all micro-batches (D9);
+   AdamW with gradient clipping, `updates_per_step` optimizer steps per rollout batch.
+A non-finite loss or gradient stops the run before the optimizer moves: the last checkpoint stays intact.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .answers import is_correct
+from .commands import TEACHER, call_ratio, loss_mask
+from .grpo_loss import group_advantages, grpo_loss, token_logprobs
+from .relay import relay_generate
+from .rewards import group_rewards, simple_rewards
+from .run_state import find_checkpoint, load_checkpoint, save_checkpoint
+from .sft import collate
+
+
+@dataclass
+class GRPOConfig:
+    steps: int = 100
+    prompts_per_step: int = 32  # paper Table 7: global batch 32 prompts
+    group_size: int = 8  # G
+    lr: float = 1e-6
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    beta: float = 0.01  # k3 KL coefficient
+    temperature: float = 1.0  # rollout temperature, also the log-prob temperature
+    top_p: float = 1.0
+    teacher_temperature: float | None = None  # None: the student's (D4)
+    max_new_tokens: int = 8192
+    reward: str = "difficulty"  # or "simple" (paper Eq. 3)
+    independence_bonus: float = 1.5  # ablation: 1.0
+    exploration: bool = True  # ablation: False sets rho -> 0 in Teacher-Unsolvable
+    train_on_teacher_tokens: bool = False  # True reproduces the released code (D8)
+    fixed_call_tokens: int | None = None  # paper §5.4 Fixed-k
+    max_calls: int | None = None
+    rollout_batch: int = 64  # rows per relay_generate call (bounds the KV caches)
+    micro_batch: int = 8  # rows per forward/backward
+    updates_per_step: int = 1  # optimizer steps per rollout batch (the release: 4)
+    save_every: int = 10
+    seed: int = 0
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+def make_optimizer(model, cfg: GRPOConfig):
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def rollout(policy, teacher, tokenizer, questions, cfg: GRPOConfig, step: int) -> dict:
+    """G relay samples per question; rewards per group; advantages per group."""
+    G = cfg.group_size
+    prompts = [tokenizer.chat_prompt(q["problem"]) for q in questions for _ in range(G)]
+    tokens, authors, calls = [], [], []
+    for start in range(0, len(prompts), cfg.rollout_batch):
+        out = relay_generate(policy, teacher, prompts[start:start + cfg.rollout_batch], commands=tokenizer.commands,
+                             max_new_tokens=cfg.max_new_tokens, eos_ids=tokenizer.eos_ids,
+                             temperature=cfg.temperature, teacher_temperature=cfg.teacher_temperature,
+                             top_p=cfg.top_p, seed=cfg.seed * 1_000_003 + step * 1009 + start,
+                             fixed_call_tokens=cfg.fixed_call_tokens, max_calls=cfg.max_calls,
+                             student_vocab_limit=len(tokenizer), teacher_vocab_limit=len(tokenizer))
+        tokens += out.tokens
+        authors += out.authors
+        calls += out.calls
+    teacher_masks = [[a == TEACHER for a in row] for row in authors]
+    correct = [is_correct(tokenizer.decode(t), q["answer"]) for t, q in zip(tokens, (q for q in questions for _ in range(G)))]
+    ratios = [call_ratio(m) for m in teacher_masks]
+    groups = [i // G for i in range(len(prompts))]
+    if cfg.reward == "simple":
+        rewards = simple_rewards(correct, ratios)
+    else:
+        rewards = group_rewards(correct, ratios, groups, independence_bonus=cfg.independence_bonus,
+                                exploration=cfg.exploration)
+    n_teacher, n_all = sum(map(sum, teacher_masks)), sum(map(len, tokens))
+    metrics = {"reward": sum(rewards) / len(rewards), "accuracy": sum(correct) / len(correct),
+               "call_ratio": n_teacher / max(n_all, 1), "calls_per_response": sum(calls) / len(calls),
+               "response_tokens": n_all / len(tokens),
+               "frac_zero_std": sum(max(rewards[g * G:(g + 1) * G]) - min(rewards[g * G:(g + 1) * G]) <= 1e-9
+                                    for g in range(len(questions))) / len(questions)}
+    return {"prompts": prompts, "tokens": tokens, "masks": [loss_mask(a, cfg.train_on_teacher_tokens) for a in authors],
+            "advantages": group_advantages(rewards, groups), "metrics": metrics}
+
+
+def update(policy, ref, optimizer, batch: dict, cfg: GRPOConfig) -> dict:
+    """Old and reference log-probs first (no grad, the same micro-batches), then the clipped updates."""
+    device, rows = policy.device, list(range(len(batch["tokens"])))
+    micro = [rows[i:i + cfg.micro_batch] for i in range(0, len(rows), cfg.micro_batch)]
+    inputs = [collate([batch["prompts"][i] for i in mb], [batch["tokens"][i] for i in mb],
+                      [batch["masks"][i] for i in mb], device=device) for mb in micro]
+    with torch.no_grad():
+        old = [token_logprobs(policy, ids, cfg.temperature) for ids, _ in inputs]
+        ref_lp = [token_logprobs(ref, ids, cfg.temperature) for ids, _ in inputs]
+    per_update = max(1, len(micro) // cfg.updates_per_step)
+    stats = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "grad_norm": 0.0}
+    policy.train()
+    for u in range(0, len(micro), per_update):
+        chunk = range(u, min(u + per_update, len(micro)))
+        n_tokens = sum(int(inputs[k][1].sum()) for k in chunk)  # M: fixed before the micro-batch loop
+        optimizer.zero_grad(set_to_none=True)
+        for k in chunk:
+            ids, mask = inputs[k]
+            logp = token_logprobs(policy, ids, cfg.temperature)
+            loss, st = grpo_loss(logp, old[k], ref_lp[k], batch["advantages"][micro[k]].to(device), mask, n_tokens,
+                                 cfg.eps_low, cfg.eps_high, cfg.beta)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"the GRPO loss is {loss.item()}")
+            loss.backward()
+            w = st["tokens"] / max(n_tokens, 1)
+            stats["loss"] += loss.item()
+            stats["clip_frac"] += st["clip_frac"] * w
+            stats["kl"] += st["kl"] * w
+        norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+        if not torch.isfinite(norm):
+            raise NonFiniteLoss(f"the gradient norm is {norm.item()}")
+        optimizer.step()
+        stats["grad_norm"] = norm.item()
+    policy.eval()
+    n_updates = -(-len(micro) // per_update)
+    return {k: v / n_updates if k != "grad_norm" else v for k, v in stats.items()}
+
+
+def question_order(n_questions: int, steps: int, per_step: int, seed: int) -> list[int]:
+    """A fixed question order for the whole run: reshuffled each epoch, derived from the seed alone."""
+    order, epoch = [], 0
+    while len(order) < steps * per_step:
+        order += random.Random(seed * 7919 + epoch).sample(range(n_questions), n_questions)
+        epoch += 1
+    return order
+
+
+def train_grpo(policy, ref, teacher, tokenizer, questions, cfg: GRPOConfig, run_dir, resume=False, on_step=None):
+    """Run GRPO; checkpoints in run_dir/checkpoint, metrics in run_dir/metrics.jsonl. Returns the policy."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt, metrics_path, start = run_dir / "checkpoint", run_dir / "metrics.jsonl", 0
+    for m in (ref, teacher):
+        m.requires_grad_(False).eval()
+    if resume and find_checkpoint(ckpt):
+        policy, optimizer, start = load_checkpoint(ckpt, lambda m: make_optimizer(m, cfg), device=policy.device)
+        kept = [l for l in metrics_path.read_text().splitlines() if json.loads(l)["step"] < start] \
+            if metrics_path.exists() else []
+        metrics_path.write_text("".join(l + "\n" for l in kept))
+    else:
+        optimizer = make_optimizer(policy, cfg)
+        metrics_path.write_text("")
+    order = question_order(len(questions), cfg.steps, cfg.prompts_per_step, cfg.seed)
+    bar = tqdm(range(start, cfg.steps), desc="GRPO", unit="step", initial=start, total=cfg.steps)
+    for step in bar:
+        t0 = time.time()
+        qs = [questions[i] for i in order[step * cfg.prompts_per_step:(step + 1) * cfg.prompts_per_step]]
+        batch = rollout(policy, teacher, tokenizer, qs, cfg, step)
+        try:
+            stats = update(policy, ref, optimizer, batch, cfg)
+        except NonFiniteLoss as err:
+            raise NonFiniteLoss(f"step {step}: {err}; stopped before the optimizer moved, the last good "
+                                f"checkpoint in {ckpt} is intact") from None
+        record = {"step": step, **batch["metrics"], **stats, "seconds": time.time() - t0}
+        with metrics_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        bar.set_postfix(reward=f"{record['reward']:.2f}", acc=f"{record['accuracy']:.2f}",
+                        calls=f"{record['call_ratio']:.1%}")
+        if on_step is not None:
+            on_step(record)
+        if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
+            save_checkpoint(ckpt, policy, tokenizer, optimizer, step + 1, {"config": asdict(cfg)})
+    return policy

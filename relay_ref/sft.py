@@ -1,0 +1,78 @@
+"""Warm-up SFT (paper §3.1; D11): teach the student the syntax of `<call>n</call>` before RL.
+
+The data are the vanilla student's own sampled responses (no distribution shift) with 0-3 commands
+inserted at random token boundaries (`data.insert_commands`); the tokens after a command are the
+student's own continuation, a train/inference mismatch the paper accepts because warm-up only teaches
+the format. The loss is cross-entropy on response tokens only, command tokens included.
+"""
+from __future__ import annotations
+
+import math
+import random
+
+import torch
+from tqdm.auto import tqdm
+
+from .data import insert_commands
+from .generate import generate
+from .grpo_loss import token_logprobs
+
+
+def collate(prompts, responses, masks=None, device="cpu"):
+    """Right-padded prompt+response rows -> ids [B, T] and loss mask [B, T-1] (position t predicts ids[t+1]).
+
+    The mask is True on response tokens (where `masks[i][j]`, if given); never on prompt or padding,
+    which is found from lengths, never from token ids (a pad id may equal an EOS id)."""
+    T = max(len(p) + len(r) for p, r in zip(prompts, responses))
+    ids = torch.zeros(len(prompts), T, dtype=torch.long)
+    mask = torch.zeros(len(prompts), T - 1, dtype=torch.bool)
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        ids[i, :len(p) + len(r)] = torch.tensor(list(p) + list(r))
+        mask[i, len(p) - 1:len(p) - 1 + len(r)] = torch.tensor(masks[i] if masks is not None else [True] * len(r),
+                                                               dtype=torch.bool)
+    return ids.to(device), mask.to(device)
+
+
+def sft_loss(model, ids, mask):
+    logp = token_logprobs(model, ids)
+    return -torch.where(mask, logp, 0).sum() / mask.sum().clamp(min=1)
+
+
+def make_warmup_examples(student, tokenizer, questions, *, temperature=1.0, max_new_tokens=512,
+                         batch_size=64, seed=0, max_commands=3):
+    """D11: sample one response per question from the vanilla student, then insert commands."""
+    rng, examples = random.Random(seed), []
+    for start in tqdm(range(0, len(questions), batch_size), desc="warm-up data", unit="batch"):
+        prompts = [tokenizer.chat_prompt(q["problem"]) for q in questions[start:start + batch_size]]
+        responses = generate(student, prompts, max_new_tokens, temperature=temperature,
+                             eos_ids=tokenizer.eos_ids, seed=seed + start)
+        for p, r in zip(prompts, responses):
+            examples.append({"prompt_ids": p, "response_ids": insert_commands(r, tokenizer.commands, rng, max_commands)})
+    return examples
+
+
+def train_sft(model, examples, *, epochs=1, batch_size=32, lr=2e-5, warmup_ratio=0.03, weight_decay=0.0,
+              grad_clip=1.0, seed=0):
+    """AdamW with linear warm-up then linear decay (the release's settings as defaults). Returns the losses."""
+    order = [i for e in range(epochs) for i in random.Random(seed + e).sample(range(len(examples)), len(examples))]
+    steps = math.ceil(len(order) / batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    warm = max(1, int(warmup_ratio * steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / (steps - warm + 1))))
+    model.train()
+    losses, bar = [], tqdm(range(steps), desc="warm-up SFT", unit="step")
+    for step in bar:
+        batch = [examples[i] for i in order[step * batch_size:(step + 1) * batch_size]]
+        ids, mask = collate([b["prompt_ids"] for b in batch], [b["response_ids"] for b in batch], device=model.device)
+        loss = sft_loss(model, ids, mask)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"warm-up SFT step {step}: loss is {loss.item()}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    return losses

@@ -1,0 +1,162 @@
+"""Run the whole RelayLLM method: warm-up SFT (paper §3.1), then GRPO with the difficulty-aware reward (§3.2).
+
+    python scripts/train_grpo.py                    # the toy world on CPU, minutes (weights/toy, data/toy)
+    python scripts/train_grpo.py --preset paper --train-data dapo_filtered.jsonl    # Qwen3-1.7B + 8B, one GPU
+
+The warm-up runs first if its checkpoint does not exist yet (run_dir/warmup, or --warmup DIR). GRPO writes
+run_dir/checkpoint (atomically, every --save-every steps; `--resume` continues a killed run to the same
+result) and run_dir/metrics.jsonl (one line per step: reward, accuracy, call ratio, KL, loss, clip
+fraction, ...). At the end it prints a table on the test set: student alone, teacher alone, the relay
+student (accuracy and call ratio) and the relay student without the teacher.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+
+from relay_ref.checkpoint import load_model, resolve_checkpoint
+from relay_ref.data import load_questions, save_jsonl
+from relay_ref.evaluation import evaluate
+from relay_ref.grpo import GRPOConfig, NonFiniteLoss, train_grpo
+from relay_ref.sft import make_warmup_examples, train_sft
+from relay_ref.tokenizer import load_tokenizer
+
+ROOT = Path(__file__).resolve().parent.parent
+PRESETS = {
+    # The toy world: a ~1M-parameter student and a larger teacher, both Qwen3, on CPU.
+    "toy": dict(student=ROOT / "weights/toy/student", teacher=ROOT / "weights/toy/teacher",
+                train_data=ROOT / "data/toy/train.jsonl", test_data=ROOT / "data/toy/test.jsonl",
+                run_dir=ROOT / "runs/toy", device="cpu", dtype="float32", autocast=False,
+                warmup_questions=2000, warmup_temperature=1.0, sft_epochs=2, sft_lr=1e-3, sft_batch=32,
+                grpo=dict(steps=60, prompts_per_step=16, group_size=8, lr=2e-4, weight_decay=0.01, beta=0.01,
+                          max_new_tokens=128, rollout_batch=128, micro_batch=32, save_every=10)),
+    # Paper Table 7: AdamW lr 1e-6, wd 1e-2, 32 prompts x G 8, T 1.0, beta 0.01, 8,192 response tokens.
+    "paper": dict(student="Qwen/Qwen3-1.7B", teacher="Qwen/Qwen3-8B", train_data=None, test_data=None,
+                  run_dir=ROOT / "runs/paper", device="cuda", dtype="bfloat16", autocast=True,
+                  warmup_questions=30000, warmup_temperature=1.0, sft_epochs=1, sft_lr=2e-5, sft_batch=32,
+                  grpo=dict(steps=None, prompts_per_step=32, group_size=8, lr=1e-6, weight_decay=0.01, beta=0.01,
+                            max_new_tokens=8192, rollout_batch=8, micro_batch=1, save_every=10)),
+}
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", choices=PRESETS, default="toy")
+    ap.add_argument("--student", help="student checkpoint dir or hub id")
+    ap.add_argument("--teacher", help="teacher checkpoint dir or hub id")
+    ap.add_argument("--train-data", type=Path, help="JSON lines with problem/answer (filtered, D12)")
+    ap.add_argument("--test-data", type=Path, nargs="*", help="JSON lines for the final table")
+    ap.add_argument("--run-dir", type=Path)
+    ap.add_argument("--warmup", type=Path, help="warm-up checkpoint dir (made if missing; default run_dir/warmup)")
+    ap.add_argument("--device")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], help="teacher and reference dtype")
+    ap.add_argument("--resume", action="store_true", help="continue from run_dir/checkpoint")
+    ap.add_argument("--export", type=Path, help="also save the final relay student here (HF layout)")
+    ap.add_argument("--eval-limit", type=int, help="evaluate on the first N test questions only")
+    ap.add_argument("--eval-max-new-tokens", type=int)
+    ap.add_argument("--skip-eval", action="store_true")
+    ap.add_argument("--gradient-checkpointing", action="store_true")
+    for f in fields(GRPOConfig):  # every GRPO knob is a flag: --steps, --lr, --reward, --beta, ...
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool",) or isinstance(f.default, bool):
+            ap.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), metavar="BOOL")
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0], None)
+            ap.add_argument(flag, type=kind or (lambda s: None if s == "none" else float(s)))
+    args = ap.parse_args(argv)
+    preset = PRESETS[args.preset]
+    for key in ("student", "teacher", "train_data", "test_data", "run_dir", "device", "dtype"):
+        if getattr(args, key) is None:
+            setattr(args, key, preset[key])
+    if isinstance(args.test_data, (str, Path)):
+        args.test_data = [args.test_data]
+    args.warmup = args.warmup or Path(args.run_dir) / "warmup"
+    grpo = {**preset["grpo"], **{f.name: getattr(args, f.name) for f in fields(GRPOConfig)
+                                 if getattr(args, f.name) is not None}}
+    return args, preset, grpo
+
+
+def main(argv=None):
+    args, preset, grpo = parse_args(argv)
+    # Fail before any work: data files parse, checkpoints exist.
+    if args.train_data is None:
+        sys.exit(f"--train-data is required with --preset {args.preset} (JSON lines with problem/answer)")
+    questions = load_questions(args.train_data)
+    tests = {Path(p).stem: load_questions(p)[:args.eval_limit] for p in (args.test_data or [])}
+    for path in (args.student, args.teacher):
+        resolve_checkpoint(path)
+    if args.resume and not (Path(args.run_dir) / "checkpoint").exists():
+        sys.exit(f"--resume: no checkpoint in {args.run_dir}/checkpoint")
+    if grpo.get("steps") is None:  # one epoch over the training questions (paper §4.3)
+        grpo["steps"] = max(1, len(questions) // grpo["prompts_per_step"])
+    cfg = GRPOConfig(**grpo)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=preset["autocast"], cache_enabled=False)
+    tokenizer = load_tokenizer(args.student)
+    teacher = load_model(args.teacher, device=device, dtype=dtype)
+    t0 = time.time()
+
+    if not (Path(args.warmup) / "model.safetensors").exists():
+        print(f"[1/3] warm-up SFT (D11) -> {args.warmup}")
+        student = load_model(args.student, device=device)
+        student.gradient_checkpointing = args.gradient_checkpointing
+        with autocast:
+            examples = make_warmup_examples(student, tokenizer, questions[:preset["warmup_questions"]],
+                                            temperature=preset["warmup_temperature"],
+                                            max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+            save_jsonl([{k: v for k, v in e.items()} for e in examples], Path(args.run_dir) / "warmup_data.jsonl")
+            train_sft(student, examples, epochs=preset["sft_epochs"], lr=preset["sft_lr"],
+                      batch_size=preset["sft_batch"], seed=cfg.seed)
+        student.save_pretrained(args.warmup, tokenizer)
+    else:
+        print(f"[1/3] warm-up checkpoint found: {args.warmup}")
+
+    print(f"[2/3] GRPO: {cfg.steps} steps x {cfg.prompts_per_step} prompts x G={cfg.group_size} -> {args.run_dir}")
+    policy = load_model(args.warmup, device=device)  # float32 master weights: lr 1e-6 vanishes in bf16
+    policy.gradient_checkpointing = args.gradient_checkpointing
+    ref = load_model(args.warmup, device=device, dtype=dtype)
+    try:
+        with autocast:
+            policy = train_grpo(policy, ref, teacher, tokenizer, questions, cfg, args.run_dir, resume=args.resume)
+    except NonFiniteLoss as err:
+        sys.exit(f"stopped: {err}")
+    final = Path(args.run_dir) / "final"
+    policy.save_pretrained(final, tokenizer)
+    if args.export:
+        shutil.rmtree(args.export, ignore_errors=True)
+        shutil.copytree(final, args.export)
+    print(f"training done in {time.time() - t0:.0f} s; relay student saved to {final}")
+
+    if args.skip_eval or not tests:
+        return
+    print("[3/3] evaluation (greedy pass@1)")
+    base = load_model(args.student, device=device, dtype=dtype)
+    max_new = args.eval_max_new_tokens or cfg.max_new_tokens
+    rows = [("student alone", "student", base), ("teacher alone", "teacher", base),
+            ("relay student", "relay", policy), ("relay student, no teacher", "teacher-free", policy)]
+    summary = {}
+    with autocast:
+        for name, bench in tests.items():
+            for label, mode, student in rows:
+                r = evaluate(mode, student, teacher, tokenizer, bench, max_new_tokens=max_new, desc=label)
+                summary[(name, label)] = {k: r[k] for k in ("accuracy", "call_ratio")}
+    print("\n| benchmark | method | accuracy | call ratio |\n|---|---|---|---|")
+    for (name, label), r in summary.items():
+        ratio = "–" if label in ("student alone", "relay student, no teacher") else f"{r['call_ratio']:.2%}"
+        print(f"| {name} | {label} | {r['accuracy']:.1%} | {ratio} |")
+    (Path(args.run_dir) / "eval.json").write_text(json.dumps({f"{n}/{l}": r for (n, l), r in summary.items()}, indent=2))
+    print(f"total {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
