@@ -38,9 +38,7 @@ class ModelRunner:
             bias[vocab_limit:] = float("-inf")  # embedding rows the tokenizer never produces
         bias[list(banned_ids)] = float("-inf")
         self.logit_bias, self.temperature, self.top_p = bias, temperature, top_p
-        # CPU BLAS streams a [vocab, hidden] head with short rows at a third of the bandwidth it reaches
-        # on the transposed layout, and the head dominates small models' decode; GPUs don't care.
-        self.head_t = model.lm_head.weight.t().contiguous() if self.device.type == "cpu" else None
+        self.head_t = None  # see extend()
         self.generator = torch.Generator(self.device)
         self.generator.manual_seed(seed if seed is not None else torch.seed())
         self.cuda_graphs = (self.device.type == "cuda") if cuda_graphs is None else cuda_graphs
@@ -68,6 +66,11 @@ class ModelRunner:
     @torch.no_grad()
     def extend(self, slots: list[int], views: list[list[int]]):
         """Catch each slot up to its view (lazy, from the longest cached prefix); next token per row."""
+        if self.head_t is None and self.device.type == "cpu":
+            # CPU BLAS streams a [vocab, hidden] head with short rows at a third of the bandwidth it reaches
+            # on the transposed layout, and the head dominates small models' decode; GPUs don't care.
+            # Made on first use: a teacher that is never called never pays for the copy.
+            self.head_t = self.model.lm_head.weight.t().contiguous()
         cache, starts = self.cache, [self.cache.common_prefix(s, v) for s, v in zip(slots, views)]
         news = [v[lcp:] for v, lcp in zip(views, starts)]
         W, B = max(len(n) for n in news), len(slots)
