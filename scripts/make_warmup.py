@@ -1,0 +1,46 @@
+"""Warm-up data (paper §3.1, D11): the vanilla student's own responses with 0-3 `<call>n</call>` inserted.
+
+    python scripts/make_warmup.py data/toy/train.jsonl runs/toy/warmup_data.jsonl --limit 2000
+
+Each row keeps the question and holds `prompt_ids` and `response_ids` (token ids, so nothing is
+re-tokenised) and `response` (the decoded text, for reading). `scripts/train_sft.py` trains on it.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from relay_ref.checkpoint import load_model
+from relay_ref.data import load_questions, save_jsonl
+from relay_ref.sft import make_warmup_examples
+from relay_ref.tokenizer import load_tokenizer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("questions", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--student", default=str(ROOT / "weights/toy/student"))
+    ap.add_argument("--limit", type=int, help="only the first N questions")
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--max-new-tokens", type=int, default=8192)
+    ap.add_argument("--max-commands", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    questions = load_questions(args.questions)[:args.limit]
+    tok = load_tokenizer(args.student)
+    student = load_model(args.student, device=args.device, dtype=getattr(torch, args.dtype))
+    examples = make_warmup_examples(student, tok, questions, temperature=args.temperature,
+                                    max_new_tokens=args.max_new_tokens, seed=args.seed, max_commands=args.max_commands)
+    save_jsonl([{**q, **e, "response": tok.decode(e["response_ids"])} for q, e in zip(questions, examples)], args.out)
+    print(f"{len(examples)} warm-up examples -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
