@@ -4,7 +4,8 @@ Modes: `student` and `teacher` alone, `relay` (the student calls the teacher), `
 banned, §5.3), `fixed` (every command executes with n = k, §5.4), `random-caller` (a token-level random
 caller at a matched call ratio). Accuracy is greedy pass@1 by default, avg@k with `samples=k` and a
 temperature. The call ratio is a micro-average over a benchmark: sum of teacher tokens over sum of
-response tokens (D6); the teacher alone counts as 100%.
+response tokens (D6); the teacher alone counts as 100%. Each record keeps the response's `token_ids` and
+their `authors` (TEXT/COMMAND/TEACHER, commands.py) so transcripts keep token-level authorship.
 
 `random_router` is the paper's query-level baseline: a router that sends a share p of whole questions
 to the teacher reaches (1 - p) * acc_student + p * acc_teacher at a teacher share of about p.
@@ -14,6 +15,7 @@ from __future__ import annotations
 from tqdm.auto import tqdm
 
 from .answers import is_correct
+from .commands import TEACHER, TEXT
 from .generate import generate
 from .relay import relay_generate
 
@@ -33,18 +35,19 @@ def evaluate(mode, student, teacher, tokenizer, questions, *, max_new_tokens=102
         if mode in ("student", "teacher"):
             model = student if mode == "student" else teacher
             tokens = generate(model, prompts, max_new_tokens, vocab_limit=len(tokenizer), **common)
-            masks = [[mode == "teacher"] * len(t) for t in tokens]
+            authors = [[TEACHER if mode == "teacher" else TEXT] * len(t) for t in tokens]
         else:
             out = relay_generate(student, teacher, prompts, commands=tokenizer.commands,
                                  max_new_tokens=max_new_tokens, teacher_free=mode in ("teacher-free", "random-caller"),
                                  fixed_call_tokens=fixed_call_tokens if mode == "fixed" else None,
                                  random_calls=random_calls if mode == "random-caller" else None,
                                  student_vocab_limit=len(tokenizer), teacher_vocab_limit=len(tokenizer), **common)
-            tokens, masks = out.tokens, out.teacher_mask
-        for q, t, m in zip(batch, tokens, masks):
-            text = tokenizer.decode(t)
+            tokens, authors = out.tokens, out.authors
+        for q, t, a in zip(batch, tokens, authors):
+            text = tokenizer.decode(t)  # token_ids and authors keep token-level authorship for transcripts
             records.append({"problem": q["problem"], "answer": q["answer"], "response": text,
-                            "correct": is_correct(text, q["answer"]), "tokens": len(t), "teacher_tokens": sum(m)})
+                            "correct": is_correct(text, q["answer"]), "tokens": len(t),
+                            "teacher_tokens": a.count(TEACHER), "token_ids": t, "authors": a})
     n_tokens = sum(r["tokens"] for r in records)
     return {"mode": mode, "accuracy": sum(r["correct"] for r in records) / max(len(records), 1),
             "call_ratio": sum(r["teacher_tokens"] for r in records) / max(n_tokens, 1),
