@@ -26,8 +26,8 @@ class KVCache:
     def update(self, layer: int, k, v, slots, positions, kv_len: int):
         """Write k, v [B, W, H, D] at (slots[B, W], positions[B, W]); return this layer's K, V of each
         row's slot over the first kv_len positions: [B, kv_len, H, D] each."""
-        self.k[layer].index_put_((slots, positions), k)
-        self.v[layer].index_put_((slots, positions), v)
+        self.k[layer].index_put_((slots, positions), k.to(self.k[layer].dtype))  # autocast may hand fp32
+        self.v[layer].index_put_((slots, positions), v.to(self.v[layer].dtype))
         rows = slots.amin(dim=1)  # padding columns hold the sink, the largest slot index
         return self.k[layer][:, :kv_len].index_select(0, rows), self.v[layer][:, :kv_len].index_select(0, rows)
 

@@ -32,7 +32,10 @@ class ModelRunner:
                  seed: int | None = None, banned_ids=(), vocab_limit: int | None = None,
                  cuda_graphs: bool | None = None, prefill_chunk: int = 512):
         self.model, self.device = model, model.device
-        self.cache = KVCache(model.config, n_slots, max_len, self.device, model.dtype)
+        # Under autocast K/V come out in the autocast dtype: a float32 policy caches bf16, not float32.
+        amp = torch.is_autocast_enabled(self.device.type)
+        self.cache = KVCache(model.config, n_slots, max_len, self.device,
+                             torch.get_autocast_dtype(self.device.type) if amp else model.dtype)
         bias = torch.zeros(model.config.vocab_size, device=self.device)
         if vocab_limit is not None:
             bias[vocab_limit:] = float("-inf")  # embedding rows the tokenizer never produces
