@@ -23,7 +23,8 @@ MODES = ("student", "teacher", "relay", "teacher-free", "fixed", "random-caller"
 
 
 def evaluate(mode, student, teacher, tokenizer, questions, *, max_new_tokens=1024, batch_size=64, samples=1,
-             temperature=0.0, seed=0, fixed_call_tokens=20, random_calls=None, desc=None) -> dict:
+             temperature=0.0, seed=0, fixed_call_tokens=20, random_calls=None, max_call_tokens=None,
+             desc=None) -> dict:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     jobs = [q for q in questions for _ in range(samples)]
@@ -41,6 +42,7 @@ def evaluate(mode, student, teacher, tokenizer, questions, *, max_new_tokens=102
                                  max_new_tokens=max_new_tokens, teacher_free=mode in ("teacher-free", "random-caller"),
                                  fixed_call_tokens=fixed_call_tokens if mode == "fixed" else None,
                                  random_calls=random_calls if mode == "random-caller" else None,
+                                 max_call_tokens=max_call_tokens,
                                  student_vocab_limit=len(tokenizer), teacher_vocab_limit=len(tokenizer), **common)
             tokens, authors = out.tokens, out.authors
         for q, t, a in zip(batch, tokens, authors):

@@ -53,6 +53,7 @@ class GRPOConfig:
     train_on_teacher_tokens: bool = False  # True reproduces the released code (D8)
     fixed_call_tokens: int | None = None  # paper §5.4 Fixed-k
     max_calls: int | None = None
+    max_call_tokens: int | None = None  # D2's optional cap on n (the toy world's responses are ~60 tokens)
     rollout_batch: int = 64  # rows per relay_generate call (bounds the KV caches)
     micro_batch: int = 8  # rows per forward/backward
     updates_per_step: int = 1  # optimizer steps per rollout batch (the release: 4)
@@ -79,6 +80,7 @@ def rollout(policy, teacher, tokenizer, questions, cfg: GRPOConfig, step: int) -
                              temperature=cfg.temperature, teacher_temperature=cfg.teacher_temperature,
                              top_p=cfg.top_p, seed=cfg.seed * 1_000_003 + step * 1009 + start,
                              fixed_call_tokens=cfg.fixed_call_tokens, max_calls=cfg.max_calls,
+                             max_call_tokens=cfg.max_call_tokens,
                              student_vocab_limit=len(tokenizer), teacher_vocab_limit=len(tokenizer))
         tokens += out.tokens
         authors += out.authors

@@ -62,8 +62,8 @@ def toy_config(hidden, layers, intermediate, heads, kv_heads) -> Qwen3Config:
 
 
 MODELS = {
-    "student": (toy_config(128, 4, 512, 4, 2), TrainSettings(steps=600)),
-    "teacher": (toy_config(256, 6, 768, 8, 4), TrainSettings(steps=1500, lr=1.5e-3)),
+    "student": (toy_config(128, 4, 512, 4, 2), TrainSettings(steps=600, chat_batch=8)),
+    "teacher": (toy_config(256, 6, 768, 8, 4), TrainSettings(steps=1200, chat_batch=8, lr=1.5e-3)),
 }
 
 

@@ -129,6 +129,48 @@ def render_html(t: Transcript, decode, commands) -> str:
     return '<pre class="response">' + "".join(parts) + "</pre>"
 
 
+SVG_FILL = {"text": "#222", "teacher": "#222", "call": "#a0c", "void": "#a0c"}
+
+
+def svg_picture(transcripts: list[Transcript], decode, commands, width: int = 100) -> str:
+    """The transcripts as one SVG image (for a README): monospace lines, the teacher's spans on a yellow
+    background, commands in magenta. Lines longer than `width` characters are cut."""
+    cw, lh, items, row = 8.4, 20, [], 0
+
+    def put(col, text, kind="text", bold=False):
+        text = text[:max(0, width - col)]
+        if not text:
+            return
+        x, y = 10 + col * cw, 10 + row * lh
+        if kind == "teacher":
+            items.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{len(text) * cw:.1f}" height="{lh - 2}" fill="#ffe36e"/>')
+        weight = ' font-weight="bold"' if bold or kind == "call" else ""
+        items.append(f'<text x="{x:.1f}" y="{y + lh - 4}" fill="{SVG_FILL[kind]}"{weight} xml:space="preserve">'
+                     f'{html.escape(text)}</text>')
+
+    for t in transcripts:
+        put(0, f"{t.title}: {_header(t)}", bold=True)
+        row += 1
+        put(0, f"Q: {t.problem}")
+        row, col = row + 1, 0
+        for kind, start, end, _ in segments(t, commands):
+            for i, piece in enumerate(decode(t.token_ids[start:end]).split("\n")):
+                if i:
+                    row, col = row + 1, 0
+                put(col, piece, kind)
+                col += len(piece)
+        row += 2
+    legend = [("the teacher wrote this", "teacher"), ("<call>n</call>", "call")]
+    col = 0
+    for text, kind in legend:
+        put(col, text, kind)
+        col += len(text) + 3
+    height = 20 + (row + 1) * lh
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{20 + width * cw:.0f}" height="{height}" '
+            f'font-family="DejaVu Sans Mono, Menlo, Consolas, monospace" font-size="14">'
+            f'<rect width="100%" height="100%" fill="white"/>' + "".join(items) + "</svg>\n")
+
+
 def html_page(transcripts: list[Transcript], decode, commands, title: str = "RelayLLM transcripts") -> str:
     legend = " ".join(f'<span class="{k}">{html.escape(v)}</span>' for k, v in LEGEND.items())
     body = []
@@ -264,6 +306,7 @@ def parse_args(argv=None):
     out.add_argument("--n", type=int, default=3, help="how many transcripts (default 3)")
     out.add_argument("--tokenizer", help="tokenizer dir (default: the results' relay student, else --student)")
     out.add_argument("--html", type=Path, help="also write a standalone HTML page here")
+    out.add_argument("--svg", type=Path, help="also write the transcripts as one SVG picture here (for a README)")
     out.add_argument("--color", choices=["auto", "always", "never"], default="auto")
     plot = ap.add_argument_group("training curves")
     plot.add_argument("--plot", type=Path, help="metrics.jsonl written by GRPO (relay_ref/grpo.py)")
@@ -308,6 +351,10 @@ def main(argv=None):
         args.html.parent.mkdir(parents=True, exist_ok=True)
         args.html.write_text(html_page(transcripts, tok.decode, tok.commands), encoding="utf-8")
         print(f"wrote {args.html} ({len(transcripts)} transcripts)")
+    if args.svg:
+        args.svg.parent.mkdir(parents=True, exist_ok=True)
+        args.svg.write_text(svg_picture(transcripts, tok.decode, tok.commands), encoding="utf-8")
+        print(f"wrote {args.svg} ({len(transcripts)} transcripts)")
 
 
 def strip_ansi(s: str) -> str:

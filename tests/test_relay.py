@@ -116,6 +116,13 @@ def test_two_calls_in_one_response():
     assert calls == 2
 
 
+def test_max_call_tokens_caps_n_and_the_student_resumes_after_the_capped_span():
+    student = chain(3, 10, CALL, DIGIT[9], END) | chain(21, 11, EOS)
+    tokens, mask, calls, _ = run(student, chain(10, 20, 21, 22, 23), max_call_tokens=2)
+    assert tokens == [10, CALL, DIGIT[9], END, 20, 21, 11, EOS]
+    assert mask == [False] * 4 + [True] * 2 + [False] * 2 and calls == 1
+
+
 def test_max_calls_leaves_later_commands_unexecuted():
     student = chain(3, 10, CALL, DIGIT[1], END) | chain(20, 11, CALL, DIGIT[1], END) | {END: 12, 12: EOS}
     tokens, mask, calls, _ = run(student, chain(10, 20) | chain(11, 21), max_calls=1)

@@ -223,3 +223,15 @@ def test_a_bad_metrics_line_names_file_and_line(tmp_path):
     path.write_text('{"step": 0}\n{oops\n')
     with pytest.raises(ValueError, match=r"m.jsonl:2: invalid JSON"):
         show.read_metrics(path)
+
+
+def test_svg_picture_puts_the_yellow_background_under_exactly_the_teachers_text():
+    import xml.etree.ElementTree as ET
+    t = relay_transcript()
+    root = ET.fromstring(show.svg_picture([t], decode, CMDS))
+    ns = "{http://www.w3.org/2000/svg}"
+    rects = [(float(r.get("x")), float(r.get("y"))) for r in root.iter(ns + "rect") if r.get("fill") == "#ffe36e"]
+    texts = {(float(e.get("x")), float(e.get("y")) - 13): e.text for e in root.iter(ns + "text")}  # baseline 13 px below the rect top
+    highlighted = [texts[xy] for xy in rects]
+    assert highlighted[:-1] == ["5", "ok", "yes"]  # the teacher's spans, line by line (the last is the legend)
+    assert highlighted[-1] == "the teacher wrote this"
