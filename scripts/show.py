@@ -145,6 +145,7 @@ def svg_picture(transcripts: list[Transcript], decode, commands, width: int = 10
         if kind == "teacher":
             items.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{len(text) * cw:.1f}" height="{lh - 2}" fill="#ffe36e"/>')
         weight = ' font-weight="bold"' if bold or kind == "call" else ""
+        weight += ' text-decoration="line-through" opacity="0.6"' if kind == "void" else ""
         items.append(f'<text x="{x:.1f}" y="{y + lh - 4}" fill="{SVG_FILL[kind]}"{weight} xml:space="preserve">'
                      f'{html.escape(text)}</text>')
 
@@ -160,7 +161,7 @@ def svg_picture(transcripts: list[Transcript], decode, commands, width: int = 10
                 put(col, piece, kind)
                 col += len(piece)
         row += 2
-    legend = [("the teacher wrote this", "teacher"), ("<call>n</call>", "call")]
+    legend = [("the teacher wrote this", "teacher"), ("<call>n</call>", "call"), ("void command", "void")]
     col = 0
     for text, kind in legend:
         put(col, text, kind)
