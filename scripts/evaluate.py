@@ -113,6 +113,8 @@ def parse_args(argv=None):
     ap.add_argument("--teacher", default="weights/toy/teacher", help="the teacher (dir or hub id)")
     ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="runs (default all)")
     ap.add_argument("--fixed-k", type=int, default=20, help="n of every call in the fixed mode (paper Table 5)")
+    ap.add_argument("--max-call-tokens", type=int,
+                    help="cap every call's n (D2), as in training with train_grpo.py --max-call-tokens (default: none)")
     ap.add_argument("--random-k", type=int, help="teacher span of the random caller (default: relay's mean span)")
     ap.add_argument("--samples", type=int, default=1, help="responses per question: avg@k (default 1: pass@1)")
     ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
@@ -170,7 +172,8 @@ def main(argv=None):
         t0 = time.time()
         r = evaluate(mode, student, models.get("teacher"), tokenizer, questions[bench], max_new_tokens=args.max_new_tokens,
                      batch_size=args.batch_size, samples=args.samples, temperature=args.temperature, seed=args.seed,
-                     fixed_call_tokens=args.fixed_k, desc=f"{bench}/{mode}", **extra)
+                     fixed_call_tokens=args.fixed_k, max_call_tokens=args.max_call_tokens, desc=f"{bench}/{mode}",
+                     **extra)
         r["seconds"] = time.time() - t0
         if extra:
             r["random_calls"] = list(extra["random_calls"])

@@ -174,22 +174,12 @@ def load_jsonl(path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-@torch.inference_mode()
-def greedy_responses(model, tok, problems, max_new_tokens=96, batch_size=128) -> list[str]:
-    from relay_ref.generate import generate
-    out = []
-    for i in tqdm(range(0, len(problems), batch_size), desc="greedy eval", leave=False):
-        chunk = problems[i:i + batch_size]
-        ids = generate(model, [tok.chat_prompt(p["problem"]) for p in chunk], max_new_tokens,
-                       eos_ids=tok.eos_ids, vocab_limit=len(tok))
-        out += [tok.decode(r) for r in ids]
-    return out
-
-
-def accuracy(model, tok, problems, **kw) -> float:
-    from relay_ref.answers import is_correct
-    responses = greedy_responses(model, tok, problems, **kw)
-    return sum(is_correct(r, p["answer"]) for r, p in zip(responses, problems)) / len(problems)
+def accuracy(model, tok, problems, max_new_tokens=96) -> float:
+    """Greedy pass@1, checked as everywhere else (D13): `relay_ref.evaluation.evaluate` in mode `student`."""
+    from relay_ref.evaluation import evaluate
+    with torch.no_grad():
+        return evaluate("student", model, None, tok, problems, max_new_tokens=max_new_tokens, batch_size=128,
+                        desc="greedy eval")["accuracy"]
 
 
 def main(argv=None):
