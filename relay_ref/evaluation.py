@@ -15,7 +15,7 @@ from __future__ import annotations
 from tqdm.auto import tqdm
 
 from .answers import is_correct
-from .commands import TEACHER, TEXT
+from .commands import TEACHER, TEXT, teacher_view
 from .generate import generate
 from .relay import relay_generate
 
@@ -47,8 +47,9 @@ def evaluate(mode, student, teacher, tokenizer, questions, *, max_new_tokens=102
             tokens, authors = out.tokens, out.authors
         for q, t, a in zip(batch, tokens, authors):
             text = tokenizer.decode(t)  # token_ids and authors keep token-level authorship for transcripts
+            answer_text = tokenizer.decode(teacher_view(t, a))  # D13 on the text without command tokens
             records.append({"problem": q["problem"], "answer": q["answer"], "response": text,
-                            "correct": is_correct(text, q["answer"]), "tokens": len(t),
+                            "correct": is_correct(answer_text, q["answer"]), "tokens": len(t),
                             "teacher_tokens": a.count(TEACHER), "token_ids": t, "authors": a})
     n_tokens = sum(r["tokens"] for r in records)
     return {"mode": mode, "accuracy": sum(r["correct"] for r in records) / max(len(records), 1),

@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .answers import is_correct
-from .commands import TEACHER, call_ratio, loss_mask
+from .commands import TEACHER, call_ratio, loss_mask, teacher_view
 from .grpo_loss import group_advantages, grpo_loss, token_logprobs
 from .relay import relay_generate
 from .rewards import group_rewards, simple_rewards
@@ -86,7 +86,10 @@ def rollout(policy, teacher, tokenizer, questions, cfg: GRPOConfig, step: int) -
         authors += out.authors
         calls += out.calls
     teacher_masks = [[a == TEACHER for a in row] for row in authors]
-    correct = [is_correct(tokenizer.decode(t), q["answer"]) for t, q in zip(tokens, (q for q in questions for _ in range(G)))]
+    # D13 reads the answer from the response's text: student and teacher tokens, without the command tokens
+    # (the teacher view, D3), so a call inside `\boxed{...}` does not hide the answer.
+    texts = [tokenizer.decode(teacher_view(t, a)) for t, a in zip(tokens, authors)]
+    correct = [is_correct(text, q["answer"]) for text, q in zip(texts, (q for q in questions for _ in range(G)))]
     ratios = [call_ratio(m) for m in teacher_masks]
     groups = [i // G for i in range(len(prompts))]
     if cfg.reward == "simple":
@@ -98,6 +101,8 @@ def rollout(policy, teacher, tokenizer, questions, cfg: GRPOConfig, step: int) -
     metrics = {"reward": sum(rewards) / len(rewards), "accuracy": sum(correct) / len(correct),
                "call_ratio": n_teacher / max(n_all, 1), "calls_per_response": sum(calls) / len(calls),
                "response_tokens": n_all / len(tokens),
+               "no_call_share": sum(r == 0 for r in ratios) / len(ratios),
+               "no_call_accuracy": sum(c for c, r in zip(correct, ratios) if r == 0) / max(1, sum(r == 0 for r in ratios)),
                "frac_zero_std": sum(max(rewards[g * G:(g + 1) * G]) - min(rewards[g * G:(g + 1) * G]) <= 1e-9
                                     for g in range(len(questions))) / len(questions)}
     return {"prompts": prompts, "tokens": tokens, "masks": [loss_mask(a, cfg.train_on_teacher_tokens) for a in authors],

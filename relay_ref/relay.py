@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .commands import COMMAND, TEACHER, TEXT, CommandParser
+from .commands import COMMAND, TEACHER, CommandParser
 from .runner import ModelRunner
 
 STUDENT_MODE, TEACHER_MODE, DONE = 0, 1, 2

@@ -39,7 +39,7 @@ def sft_loss(model, ids, mask):
 
 
 def make_warmup_examples(student, tokenizer, questions, *, temperature=1.0, max_new_tokens=512,
-                         batch_size=64, seed=0, max_commands=3):
+                         batch_size=64, seed=0, max_commands=3, max_exponent=3):
     """D11: sample one response per question from the vanilla student, then insert commands."""
     rng, examples = random.Random(seed), []
     for start in tqdm(range(0, len(questions), batch_size), desc="warm-up data", unit="batch"):
@@ -47,7 +47,8 @@ def make_warmup_examples(student, tokenizer, questions, *, temperature=1.0, max_
         responses = generate(student, prompts, max_new_tokens, temperature=temperature,
                              eos_ids=tokenizer.eos_ids, seed=seed + start)
         for p, r in zip(prompts, responses):
-            examples.append({"prompt_ids": p, "response_ids": insert_commands(r, tokenizer.commands, rng, max_commands)})
+            response = insert_commands(r, tokenizer.commands, rng, max_commands, max_exponent)
+            examples.append({"prompt_ids": p, "response_ids": response})
     return examples
 
 
@@ -63,7 +64,8 @@ def train_sft(model, examples, *, epochs=1, batch_size=32, lr=2e-5, warmup_ratio
     losses, bar = [], tqdm(range(steps), desc="warm-up SFT", unit="step")
     for step in bar:
         batch = [examples[i] for i in order[step * batch_size:(step + 1) * batch_size]]
-        ids, mask = collate([b["prompt_ids"] for b in batch], [b["response_ids"] for b in batch], device=model.device)
+        masks = [b["loss_mask"] for b in batch] if "loss_mask" in batch[0] else None
+        ids, mask = collate([b["prompt_ids"] for b in batch], [b["response_ids"] for b in batch], masks, model.device)
         loss = sft_loss(model, ids, mask)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"warm-up SFT step {step}: loss is {loss.item()}")

@@ -45,6 +45,14 @@ def read_bandwidth(device, dtype, gib=0.5) -> float:
     return w.numel() * w.element_size() / best
 
 
+def gemv_chain(model, batch: int):
+    """The decode step with every op but the matrix products removed: each Linear of the model and the
+    head once, on a [batch, in] input. Its tokens/s is what a decode step can reach on this machine."""
+    mats = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]  # the head included
+    xs = [torch.randn(batch, w.shape[1], device=w.device, dtype=w.dtype) for w in mats]
+    return lambda n: [torch.nn.functional.linear(x, w) for _ in range(n) for x, w in zip(xs, mats)]
+
+
 def weight_bytes(model) -> int:
     seen, total = set(), 0
     for p in model.parameters():
@@ -105,9 +113,11 @@ def main():
         step_bytes = weight_bytes(ours)
         for batch in args.batch:
             prompts = torch.randint(0, 1000, (batch, args.prompt_len)).tolist()
-            for impl, model in impls.items():
-                if impl == "relay_ref":
-                    fn = lambda n: generate(ours, prompts, n, cuda_graphs=False if args.eager else None)
+            for impl, model in [*impls.items(), ("GEMV chain (no other op)", ours)]:
+                if impl.startswith("GEMV"):
+                    fn = gemv_chain(ours, batch)
+                elif impl == "relay_ref":
+                    fn = lambda n: generate(model, prompts, n, cuda_graphs=False if args.eager else None)
                 else:
                     ids = torch.tensor(prompts, device=device)
                     fn = lambda n: model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,

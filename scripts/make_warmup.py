@@ -29,6 +29,7 @@ def main():
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--max-new-tokens", type=int, default=8192)
     ap.add_argument("--max-commands", type=int, default=3)
+    ap.add_argument("--max-exponent", type=int, default=3, help="n = d * 10^j with j in 0..this (D11: 3)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--seed", type=int, default=0)
@@ -37,7 +38,8 @@ def main():
     tok = load_tokenizer(args.student)
     student = load_model(args.student, device=args.device, dtype=getattr(torch, args.dtype))
     examples = make_warmup_examples(student, tok, questions, temperature=args.temperature,
-                                    max_new_tokens=args.max_new_tokens, seed=args.seed, max_commands=args.max_commands)
+                                    max_new_tokens=args.max_new_tokens, seed=args.seed, max_commands=args.max_commands,
+                                    max_exponent=args.max_exponent)
     save_jsonl([{**q, **e, "response": tok.decode(e["response_ids"])} for q, e in zip(questions, examples)], args.out)
     print(f"{len(examples)} warm-up examples -> {args.out}")
 

@@ -38,14 +38,16 @@ PRESETS = {
                 # A 1M-parameter student is poorly calibrated at T = 1 (26% vs 40% greedy) and learns its own
                 # T = 1 noise in the warm-up, so the toy samples at 0.6; four updates per rollout batch (the
                 # release's setting) fit the method into the 15-minute CPU budget (docs/benchmarks.md).
-                warmup_questions=2000, warmup_temperature=0.6, sft_epochs=2, sft_lr=1e-3, sft_batch=32,
+                warmup_questions=2000, warmup_temperature=0.6, warmup_max_exponent=3, sft_epochs=2, sft_lr=1e-3,
+                sft_batch=32,
                 grpo=dict(steps=60, prompts_per_step=16, group_size=8, lr=1e-4, weight_decay=0.01, beta=0.04,
                           temperature=0.6, updates_per_step=4, max_new_tokens=128, rollout_batch=128,
                           micro_batch=32, save_every=10)),
     # Paper Table 7: AdamW lr 1e-6, wd 1e-2, 32 prompts x G 8, T 1.0, beta 0.01, 8,192 response tokens.
     "paper": dict(student="Qwen/Qwen3-1.7B", teacher="Qwen/Qwen3-8B", train_data=None, test_data=None,
                   run_dir=ROOT / "runs/paper", device="cuda", dtype="bfloat16", autocast=True,
-                  warmup_questions=30000, warmup_temperature=1.0, sft_epochs=1, sft_lr=2e-5, sft_batch=32,
+                  warmup_questions=30000, warmup_temperature=1.0, warmup_max_exponent=3, sft_epochs=1, sft_lr=2e-5,
+                  sft_batch=32,
                   grpo=dict(steps=None, prompts_per_step=32, group_size=8, lr=1e-6, weight_decay=0.01, beta=0.01,
                             max_new_tokens=8192, rollout_batch=8, micro_batch=1, save_every=10)),
 }
@@ -63,6 +65,7 @@ def parse_args(argv=None):
     ap.add_argument("--sft-lr", type=float, help="warm-up SFT peak learning rate (default: the preset's)")
     ap.add_argument("--sft-epochs", type=int, help="warm-up SFT epochs (default: the preset's)")
     ap.add_argument("--warmup-temperature", type=float, help="sampling temperature of the warm-up data (D11)")
+    ap.add_argument("--warmup-max-exponent", type=int, help="warm-up n = d * 10^j, j in 0..this (D11: 3)")
     ap.add_argument("--device")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], help="teacher and reference dtype")
     ap.add_argument("--resume", action="store_true", help="continue from run_dir/checkpoint")
@@ -86,8 +89,8 @@ def parse_args(argv=None):
     if isinstance(args.test_data, (str, Path)):
         args.test_data = [args.test_data]
     args.warmup = args.warmup or Path(args.run_dir) / "warmup"
-    preset = {**preset, **{k: getattr(args, k) for k in ("sft_lr", "sft_epochs", "warmup_temperature")
-                           if getattr(args, k) is not None}}
+    overrides = ("sft_lr", "sft_epochs", "warmup_temperature", "warmup_max_exponent")
+    preset = {**preset, **{k: getattr(args, k) for k in overrides if getattr(args, k) is not None}}
     grpo = {**preset["grpo"], **{f.name: getattr(args, f.name) for f in fields(GRPOConfig)
                                  if getattr(args, f.name) is not None}}
     return args, preset, grpo
@@ -122,7 +125,8 @@ def main(argv=None):
         with autocast:
             examples = make_warmup_examples(student, tokenizer, questions[:preset["warmup_questions"]],
                                             temperature=preset["warmup_temperature"],
-                                            max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+                                            max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                                            max_exponent=preset["warmup_max_exponent"])
             save_jsonl([{k: v for k, v in e.items()} for e in examples], Path(args.run_dir) / "warmup_data.jsonl")
             train_sft(student, examples, epochs=preset["sft_epochs"], lr=preset["sft_lr"],
                       batch_size=preset["sft_batch"], seed=cfg.seed)

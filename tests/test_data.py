@@ -129,6 +129,15 @@ def test_n_values_cover_every_digit_and_magnitude():
     assert sampled == {(d, j) for d in range(1, 10) for j in range(4)}
 
 
+@given(st.integers(0, 3), st.integers(0, 2**32))
+def test_max_exponent_bounds_the_magnitude_of_n(max_exponent, seed):
+    """The toy preset's scaled D11: n = d * 10^j with j <= max_exponent (before the cap by what remains)."""
+    rng, response = random.Random(seed), [0] * 10_000
+    for t, n in split_commands(insert_commands(response, CMD, rng, 3, max_exponent))[1]:
+        assert n < 10 ** (max_exponent + 1)
+        assert is_d_times_power_of_ten(n) or n == len(response) - t
+
+
 def test_insertion_is_reproducible_and_loss_mask_is_callers_job():
     a = insert_commands(list(range(30)), CMD, random.Random(5))
     assert a == insert_commands(list(range(30)), CMD, random.Random(5))

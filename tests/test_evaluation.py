@@ -166,3 +166,17 @@ def test_benchmark_specs_name_their_columns():
     assert parse_benchmark("gsm8k") == ("gsm8k", "gsm8k")
     assert parse_benchmark("toy=some/dir/test.jsonl") == ("toy", "some/dir/test.jsonl")
     assert parse_benchmark("some/dir/aime.csv") == ("aime", "some/dir/aime.csv")
+
+
+def test_a_call_inside_the_box_does_not_hide_the_answer(monkeypatch):
+    """D13 on the response's text without command tokens (D3): `\\box<call>8</call>ed{42}` answers 42."""
+    from relay_ref.tokenizer import load_tokenizer
+    tok = load_tokenizer("weights/toy/student")
+    c = tok.commands
+    student, call, teacher = tok.encode("So \\box"), [c.call_id, c.digit_ids[8], c.end_id], tok.encode("ed{42}")
+    tokens = student + call + teacher + [tok.eos_ids[0]]
+    authors = [TEXT] * len(student) + [COMMAND] * len(call) + [TEACHER] * len(teacher) + [TEXT]
+    monkeypatch.setattr(evaluation, "relay_generate", lambda *a, **kw: RelayOutput([tokens], [authors], [1], {}))
+    r = evaluate("relay", None, None, tok, [{"problem": "6*7", "answer": "42"}])
+    assert r["accuracy"] == 1.0
+    assert "ed{42}" in r["records"][0]["response"] and "\\boxed{42}" not in r["records"][0]["response"]

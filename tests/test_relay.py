@@ -9,7 +9,7 @@ import torch
 from hf_oracle import save_hf_model
 
 import relay_ref
-from relay_ref.commands import COMMAND, TEACHER, TEXT, CommandTokens, format_call, strip_commands
+from relay_ref.commands import COMMAND, TEXT, CommandTokens, strip_commands
 from relay_ref.model import Qwen3Config, Qwen3ForCausalLM
 from relay_ref.relay import relay_generate
 

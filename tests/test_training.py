@@ -20,7 +20,7 @@ from relay_ref.tokenizer import Tokenizer
 
 QUESTIONS = [{"problem": f"{a}+{b}", "answer": str(a + b)} for a in range(4) for b in range(3)]
 FIELDS = {"step", "reward", "accuracy", "call_ratio", "kl", "loss", "clip_frac", "grad_norm", "frac_zero_std",
-          "calls_per_response", "response_tokens", "seconds"}
+          "calls_per_response", "response_tokens", "no_call_share", "no_call_accuracy", "seconds"}
 
 
 def tiny(seed, tok, layers=1):
@@ -109,3 +109,22 @@ def test_the_warmup_commands_parse_with_the_relay_parser():
         with_commands = insert_commands(response, tok.commands, random.Random(seed))
         n_inserted = with_commands.count(tok.commands.call_id)
         assert len(requested_calls(with_commands, [False] * len(with_commands), tok.commands)) == n_inserted
+
+
+def test_rollout_rewards_a_correct_answer_with_a_call_inside_the_box(monkeypatch):
+    """The reward reads the answer without command tokens (D13 on D3's view): `\\box<call>8</call>ed{42}`."""
+    from relay_ref.commands import COMMAND, TEACHER, TEXT
+    from relay_ref.relay import RelayOutput
+    from relay_ref.tokenizer import load_tokenizer
+    tok = load_tokenizer("weights/toy/student")
+    c = tok.commands
+    student, call, teacher = tok.encode("So \\box"), [c.call_id, c.digit_ids[8], c.end_id], tok.encode("ed{42}")
+    called = student + call + teacher
+    wrong = tok.encode("So \\boxed{41}")
+    rows = [called, wrong]
+    authors = [[TEXT] * len(student) + [COMMAND] * 3 + [TEACHER] * len(teacher), [TEXT] * len(wrong)]
+    monkeypatch.setattr(grpo_module, "relay_generate", lambda *a, **kw: RelayOutput(rows, authors, [1, 0], {}))
+    batch = grpo_module.rollout(None, None, tok, [{"problem": "6*7", "answer": "42"}],
+                                GRPOConfig(group_size=2, max_new_tokens=32), step=0)
+    assert batch["metrics"]["accuracy"] == 0.5
+    assert batch["advantages"][0] > 0 > batch["advantages"][1]  # teacher-dependent: 1 - rho against -1
