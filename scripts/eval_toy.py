@@ -10,9 +10,14 @@ a student that calls for the critical tokens only).
   and including the newline, seeing the prompt and the student's text so far exactly as the relay's teacher
   view would (no command tokens), then let the student continue greedily. Reports how often that fixes the
   answer and how many teacher tokens it took. No `<call>` is emitted: this tests the world, not a policy.
+- confidence caller (`--confidence-caller TAU N`): the student decodes greedily and, wherever its top-1
+  probability is below TAU, the teacher writes the next N tokens (greedy, same view); the call ratio counts
+  3 command tokens per call (`<call>`, one digit, `</call>`), as a relay response would. No oracle: this is
+  the placement a trained caller could learn from the student's own uncertainty.
 
     python scripts/eval_toy.py                     # accuracy of weights/toy/{student,teacher}
     python scripts/eval_toy.py --fix-rounds 2      # plus the error profile and the experiment
+    python scripts/eval_toy.py --confidence-caller 0.5 2
 """
 from __future__ import annotations
 
@@ -58,6 +63,39 @@ def first_error(response: str, expression: str) -> tuple[int, str] | None:
     return None
 
 
+@torch.no_grad()
+def confidence_caller(student, teacher, tok, prompts, tau, n, max_new_tokens, batch_size=100):
+    """Responses where the teacher writes n tokens wherever the student's top-1 probability < tau, the
+    number of calls and of teacher-written tokens per response. Full recompute per token: simple, and fast
+    enough for toy models."""
+    vocab, eos, out, calls, written = len(tok), set(tok.eos_ids), [], [], []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start:start + batch_size]
+        resp, done = [[] for _ in chunk], [False] * len(chunk)
+        left, n_calls, n_teacher = [0] * len(chunk), [0] * len(chunk), [0] * len(chunk)
+        while not all(done):
+            rows = [i for i in range(len(chunk)) if not done[i]]
+            seqs = [chunk[i] + resp[i] for i in rows]
+            ids = torch.zeros(len(rows), max(map(len, seqs)), dtype=torch.long)
+            for r, s in enumerate(seqs):
+                ids[r, :len(s)] = torch.tensor(s)
+            last = torch.tensor([len(s) - 1 for s in seqs])
+            p_student = student(ids)[torch.arange(len(rows)), last, :vocab].softmax(-1)
+            t_next = teacher(ids)[torch.arange(len(rows)), last, :vocab].argmax(-1)
+            for r, i in enumerate(rows):
+                if left[i] == 0 and p_student[r].max() < tau:
+                    left[i], n_calls[i] = n, n_calls[i] + 1
+                token = int(t_next[r]) if left[i] else int(p_student[r].argmax())
+                n_teacher[i] += left[i] > 0
+                left[i] = max(0, left[i] - 1)
+                resp[i].append(token)
+                done[i] = token in eos or len(resp[i]) >= max_new_tokens
+        out += resp
+        calls += n_calls
+        written += n_teacher
+    return out, calls, written
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--student", default="weights/toy/student")
@@ -66,6 +104,8 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=500, help="number of test questions")
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--fix-rounds", type=int, default=0, help="teacher interventions per response (0: none)")
+    ap.add_argument("--confidence-caller", nargs=2, type=float, metavar=("TAU", "N"),
+                    help="also run the confidence caller: teacher writes N tokens where top-1 prob < TAU")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -80,6 +120,14 @@ def main(argv=None):
         lengths = [len(tok.encode(t)) for t in texts[name]]
         print(f"{name}: greedy accuracy {sum(ok) / len(test):.3f} on {len(test)} test questions "
               f"(mean response {sum(lengths) / len(lengths):.1f} tokens)")
+    if args.confidence_caller:
+        tau, n = args.confidence_caller[0], int(args.confidence_caller[1])
+        out, calls, written = confidence_caller(models["student"], models["teacher"], tok, prompts, tau, n,
+                                       args.max_new_tokens)
+        acc = sum(is_correct(tok.decode(r), p["answer"]) for r, p in zip(out, test)) / len(test)
+        n_all = sum(len(r) + 3 * c for r, c in zip(out, calls))
+        print(f"confidence caller (top-1 < {tau}, n = {n}): accuracy {acc:.3f}, "
+              f"{sum(calls) / len(test):.2f} calls per response, call ratio {sum(written) / n_all:.3f}")
     if args.fix_rounds == 0:
         return
     student, teacher = models["student"], models["teacher"]
