@@ -27,6 +27,22 @@ def bucket(n: int, cap: int, smallest: int = 1) -> int:
     return min(b, cap)
 
 
+def transposed_head(model) -> torch.Tensor:
+    """The head as [hidden, vocab], kept on the model across runners until its weight changes.
+
+    CPU BLAS streams a [vocab, hidden] head with short rows at a third of the bandwidth it reaches on the
+    transposed layout, and the head dominates small models' decode; GPUs don't care. The copy itself is
+    slow (1.2 s for Qwen3-0.6B's head on 2 cores), so every runner of an unchanged model shares one; an
+    optimizer step or a load bumps the weight's version counter and the next runner makes a fresh copy.
+    Made on first use: a teacher that is never called never pays for it."""
+    w = model.lm_head.weight
+    key = (w.data_ptr(), w._version)
+    cached = model.__dict__.get("_head_t")
+    if cached is None or cached[0] != key:
+        cached = model.__dict__["_head_t"] = (key, w.detach().t().contiguous())
+    return cached[1]
+
+
 class ModelRunner:
     def __init__(self, model, n_slots: int, max_len: int, *, temperature: float = 0.0, top_p: float = 1.0,
                  seed: int | None = None, banned_ids=(), vocab_limit: int | None = None,
@@ -40,7 +56,9 @@ class ModelRunner:
         if vocab_limit is not None:
             bias[vocab_limit:] = float("-inf")  # embedding rows the tokenizer never produces
         bias[list(banned_ids)] = float("-inf")
-        self.logit_bias, self.temperature, self.top_p = bias, temperature, top_p
+        # No bans: skip the add (a full pass over the logits, 3% of a small model's decode step on CPU).
+        self.logit_bias = bias if bool(torch.isinf(bias).any()) else None
+        self.temperature, self.top_p = temperature, top_p
         self.head_t = None  # see extend()
         self.generator = torch.Generator(self.device)
         self.generator.manual_seed(seed if seed is not None else torch.seed())
@@ -53,7 +71,9 @@ class ModelRunner:
         """tokens/positions/slots [B, W] -> next token [B] sampled after each row's last column."""
         h = self.model.hidden_states(tokens, cache=self.cache, positions=positions, slots=slots, kv_len=kv_len)
         h = h[:, -1]
-        logits = (h @ self.head_t if self.head_t is not None else self.model.lm_head(h)).float() + self.logit_bias
+        logits = (h @ self.head_t if self.head_t is not None else self.model.lm_head(h)).float()
+        if self.logit_bias is not None:  # a per-runner constant, like the temperature test below
+            logits = logits + self.logit_bias
         if self.temperature == 0:  # a per-runner constant, not a data-dependent branch
             return logits.argmax(dim=-1)
         top_p = None if self.top_p >= 1 else torch.full_like(temperature, self.top_p)
@@ -70,10 +90,7 @@ class ModelRunner:
     def extend(self, slots: list[int], views: list[list[int]]):
         """Catch each slot up to its view (lazy, from the longest cached prefix); next token per row."""
         if self.head_t is None and self.device.type == "cpu":
-            # CPU BLAS streams a [vocab, hidden] head with short rows at a third of the bandwidth it reaches
-            # on the transposed layout, and the head dominates small models' decode; GPUs don't care.
-            # Made on first use: a teacher that is never called never pays for the copy.
-            self.head_t = self.model.lm_head.weight.t().contiguous()
+            self.head_t = transposed_head(self.model)
         cache, starts = self.cache, [self.cache.common_prefix(s, v) for s, v in zip(slots, views)]
         news = [v[lcp:] for v, lcp in zip(views, starts)]
         W, B = max(len(n) for n in news), len(slots)

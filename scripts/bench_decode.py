@@ -17,6 +17,7 @@ import torch
 
 from relay_ref.generate import generate
 from relay_ref.model import Qwen3Config, Qwen3ForCausalLM
+from relay_ref.runner import transposed_head
 
 CONFIGS = {
     "small": dict(vocab_size=151936, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
@@ -46,11 +47,14 @@ def read_bandwidth(device, dtype, gib=0.5) -> float:
 
 
 def gemv_chain(model, batch: int):
-    """The decode step with every op but the matrix products removed: each Linear of the model and the
-    head once, on a [batch, in] input. Its tokens/s is what a decode step can reach on this machine."""
-    mats = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]  # the head included
+    """The decode step with every op but the matrix products removed: each Linear of the layers and the
+    head once, on a [batch, in] input, the head in the layout the runner uses (transposed on CPU). Its
+    tokens/s is what a decode step made of these kernels can reach on this machine."""
+    mats = [m.weight for m in model.model.modules() if isinstance(m, torch.nn.Linear)]
+    head = transposed_head(model) if model.device.type == "cpu" else model.lm_head.weight.t()
     xs = [torch.randn(batch, w.shape[1], device=w.device, dtype=w.dtype) for w in mats]
-    return lambda n: [torch.nn.functional.linear(x, w) for _ in range(n) for x, w in zip(xs, mats)]
+    xh = torch.randn(batch, head.shape[0], device=head.device, dtype=head.dtype)
+    return lambda n: [([torch.nn.functional.linear(x, w) for x, w in zip(xs, mats)], xh @ head) for _ in range(n)]
 
 
 def weight_bytes(model) -> int:

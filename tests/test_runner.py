@@ -58,3 +58,17 @@ def test_decode_and_extend_agree_on_the_next_token():
     stepped = a.decode([0, 1, 2, 3], [11, 12, 13, 14]).tolist()
     caught_up = b.extend([0, 1, 2, 3], [p + [11 + i] for i, p in enumerate(PROMPTS)]).tolist()
     assert stepped == caught_up
+
+
+def test_runners_share_the_transposed_head_until_the_weights_change():
+    """On CPU the head is read in [hidden, vocab] layout; the copy is made once per weight version."""
+    m = model()
+    first, second = (ModelRunner(m, 4, 64) for _ in range(2))
+    first.extend([0], PROMPTS[:1])
+    second.extend([0], PROMPTS[:1])
+    assert first.head_t is second.head_t and torch.equal(first.head_t, m.lm_head.weight.t())
+    with torch.no_grad():
+        m.lm_head.weight.mul_(2.0)  # what an optimizer step or a load does: an in-place update
+    third = ModelRunner(m, 4, 64)
+    third.extend([0], PROMPTS[:1])
+    assert third.head_t is not first.head_t and torch.equal(third.head_t, m.lm_head.weight.t())
