@@ -101,8 +101,8 @@ def rollout(policy, teacher, tokenizer, questions, cfg: GRPOConfig, step: int) -
     metrics = {"reward": sum(rewards) / len(rewards), "accuracy": sum(correct) / len(correct),
                "call_ratio": n_teacher / max(n_all, 1), "calls_per_response": sum(calls) / len(calls),
                "response_tokens": n_all / len(tokens),
-               "no_call_share": sum(r == 0 for r in ratios) / len(ratios),
-               "no_call_accuracy": sum(c for c, r in zip(correct, ratios) if r == 0) / max(1, sum(r == 0 for r in ratios)),
+               "no_call_share": sum(r == 0 for r in ratios) / len(ratios),  # responses the teacher never wrote in
+               "no_call_accuracy": sum(c for c, r in zip(correct, ratios) if r == 0) / max(1, ratios.count(0.0)),
                "frac_zero_std": sum(max(rewards[g * G:(g + 1) * G]) - min(rewards[g * G:(g + 1) * G]) <= 1e-9
                                     for g in range(len(questions))) / len(questions)}
     return {"prompts": prompts, "tokens": tokens, "masks": [loss_mask(a, cfg.train_on_teacher_tokens) for a in authors],

@@ -64,8 +64,7 @@ def train_sft(model, examples, *, epochs=1, batch_size=32, lr=2e-5, warmup_ratio
     losses, bar = [], tqdm(range(steps), desc="warm-up SFT", unit="step")
     for step in bar:
         batch = [examples[i] for i in order[step * batch_size:(step + 1) * batch_size]]
-        masks = [b["loss_mask"] for b in batch] if "loss_mask" in batch[0] else None
-        ids, mask = collate([b["prompt_ids"] for b in batch], [b["response_ids"] for b in batch], masks, model.device)
+        ids, mask = collate([b["prompt_ids"] for b in batch], [b["response_ids"] for b in batch], device=model.device)
         loss = sft_loss(model, ids, mask)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"warm-up SFT step {step}: loss is {loss.item()}")
