@@ -127,4 +127,5 @@ def test_rollout_rewards_a_correct_answer_with_a_call_inside_the_box(monkeypatch
     batch = grpo_module.rollout(None, None, tok, [{"problem": "6*7", "answer": "42"}],
                                 GRPOConfig(group_size=2, max_new_tokens=32), step=0)
     assert batch["metrics"]["accuracy"] == 0.5
+    assert batch["metrics"]["no_call_share"] == 0.5 and batch["metrics"]["no_call_accuracy"] == 0.0
     assert batch["advantages"][0] > 0 > batch["advantages"][1]  # teacher-dependent: 1 - rho against -1
