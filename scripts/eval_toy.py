@@ -12,8 +12,8 @@ a student that calls for the critical tokens only).
   answer and how many teacher tokens it took. No `<call>` is emitted: this tests the world, not a policy.
 - confidence caller (`--confidence-caller TAU N`): the student decodes greedily and, wherever its top-1
   probability is below TAU, the teacher writes the next N tokens (greedy, same view); the call ratio counts
-  3 command tokens per call (`<call>`, one digit, `</call>`), as a relay response would. No oracle: this is
-  the placement a trained caller could learn from the student's own uncertainty.
+  the command tokens of each call (`<call>`, the digits of N, `</call>`), as a relay response would. No
+  oracle: this is the placement a trained caller could learn from the student's own uncertainty.
 
     python scripts/eval_toy.py                     # accuracy of weights/toy/{student,teacher}
     python scripts/eval_toy.py --fix-rounds 2      # plus the error profile and the experiment
@@ -125,7 +125,7 @@ def main(argv=None):
         out, calls, written = confidence_caller(models["student"], models["teacher"], tok, prompts, tau, n,
                                        args.max_new_tokens)
         acc = sum(is_correct(tok.decode(r), p["answer"]) for r, p in zip(out, test)) / len(test)
-        n_all = sum(len(r) + 3 * c for r, c in zip(out, calls))
+        n_all = sum(len(r) + (2 + len(str(n))) * c for r, c in zip(out, calls))  # + command tokens
         print(f"confidence caller (top-1 < {tau}, n = {n}): accuracy {acc:.3f}, "
               f"{sum(calls) / len(test):.2f} calls per response, call ratio {sum(written) / n_all:.3f}")
     if args.fix_rounds == 0:
