@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `relay_ref` when run as a file from anywhere
-from relay_ref.commands import COMMAND, TEACHER, split_response  # noqa: E402
+from relay_ref.commands import COMMAND, TEACHER, split_response, teacher_view  # noqa: E402
 
 RESET = "\x1b[0m"
 ANSI = {"teacher": "\x1b[30;43m", "call": "\x1b[1;35m", "void": "\x1b[2;9;35m"}
@@ -231,7 +231,8 @@ def live(args, tok, questions) -> list[Transcript]:
     for i, (q, ids, authors) in enumerate(zip(questions, out.tokens, out.authors)):
         gold = q.get("answer")
         transcripts.append(Transcript(ids, authors, q["problem"], gold,
-                                      None if gold is None else is_correct(tok.decode(ids), gold),
+                                      # D13 on the text without command tokens, as evaluate reads it
+                                      None if gold is None else is_correct(tok.decode(teacher_view(ids, authors)), gold),
                                       title=f"live relay / question {i}"))
     return transcripts
 

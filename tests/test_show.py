@@ -235,3 +235,24 @@ def test_svg_picture_puts_the_yellow_background_under_exactly_the_teachers_text(
     highlighted = [texts[xy] for xy in rects]
     assert highlighted[:-1] == ["5", "ok", "yes"]  # the teacher's spans, line by line (the last is the legend)
     assert highlighted[-1] == "the teacher wrote this"
+
+
+def test_live_verdict_reads_the_answer_without_command_tokens(tmp_path, monkeypatch, capsys):
+    """`\\box<call>2</call>ed{2}`: the text the student and teacher wrote answers 2, so the verdict is correct."""
+    import relay_ref.relay
+    from relay_ref.relay import RelayOutput
+    from relay_ref.tokenizer import load_tokenizer
+    data = tiny_world(tmp_path)
+    tok = load_tokenizer(tmp_path / "student")
+    c = tok.commands
+    parts = [(tok.encode("\\box"), TEXT), ([c.call_id, c.digit_ids[2], c.end_id], COMMAND), (tok.encode("ed"), TEACHER),
+             (tok.encode("{2}"), TEXT)]
+    ids, authors = [i for p, _ in parts for i in p], [a for p, a in parts for _ in p]
+
+    def fake_relay(student, teacher, prompts, **kw):
+        return RelayOutput([ids] * len(prompts), [authors] * len(prompts), [1] * len(prompts), {})
+    monkeypatch.setattr(relay_ref.relay, "relay_generate", fake_relay)
+    show.main(["--data", str(data), "--n", "1", "--student", str(tmp_path / "student"),
+               "--teacher", str(tmp_path / "teacher"), "--color", "never"])
+    printed = capsys.readouterr().out
+    assert "live relay / question 0 ── correct" in printed, printed
