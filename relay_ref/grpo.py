@@ -29,7 +29,7 @@ from .grpo_loss import group_advantages, grpo_loss, token_logprobs
 from .relay import relay_generate
 from .rewards import group_rewards, simple_rewards
 from .run_state import find_checkpoint, load_checkpoint, save_checkpoint
-from .sft import collate
+from .sft import collate, step_with_command_rows
 
 
 @dataclass
@@ -57,6 +57,7 @@ class GRPOConfig:
     rollout_batch: int = 64  # rows per relay_generate call (bounds the KV caches)
     micro_batch: int = 8  # rows per forward/backward
     updates_per_step: int = 1  # optimizer steps per rollout batch (the release: 4)
+    command_lr_scale: float = 1.0  # the new command tokens' rows learn this much faster (sft.step_with_command_rows)
     save_every: int = 10
     seed: int = 0
 
@@ -109,7 +110,7 @@ def rollout(policy, teacher, tokenizer, questions, cfg: GRPOConfig, step: int) -
             "advantages": group_advantages(rewards, groups), "metrics": metrics}
 
 
-def update(policy, ref, optimizer, batch: dict, cfg: GRPOConfig) -> dict:
+def update(policy, ref, optimizer, batch: dict, cfg: GRPOConfig, command_ids=()) -> dict:
     """Old and reference log-probs first (no grad, the same micro-batches), then the clipped updates."""
     device, rows = policy.device, list(range(len(batch["tokens"])))
     micro = [rows[i:i + cfg.micro_batch] for i in range(0, len(rows), cfg.micro_batch)]
@@ -140,7 +141,7 @@ def update(policy, ref, optimizer, batch: dict, cfg: GRPOConfig) -> dict:
         norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
         if not torch.isfinite(norm):
             raise NonFiniteLoss(f"the gradient norm is {norm.item()}")
-        optimizer.step()
+        step_with_command_rows(optimizer, policy, command_ids, cfg.command_lr_scale)
         stats["grad_norm"] = norm.item()
     policy.eval()
     n_updates = -(-len(micro) // per_update)
@@ -178,7 +179,7 @@ def train_grpo(policy, ref, teacher, tokenizer, questions, cfg: GRPOConfig, run_
         qs = [questions[i] for i in order[step * cfg.prompts_per_step:(step + 1) * cfg.prompts_per_step]]
         batch = rollout(policy, teacher, tokenizer, qs, cfg, step)
         try:
-            stats = update(policy, ref, optimizer, batch, cfg)
+            stats = update(policy, ref, optimizer, batch, cfg, tokenizer.commands[:2])
         except NonFiniteLoss as err:
             raise NonFiniteLoss(f"step {step}: {err}; stopped before the optimizer moved, the last good "
                                 f"checkpoint in {ckpt} is intact") from None

@@ -52,9 +52,26 @@ def make_warmup_examples(student, tokenizer, questions, *, temperature=1.0, max_
     return examples
 
 
+def step_with_command_rows(optimizer, model, command_ids=(), scale: float = 1.0) -> None:
+    """`optimizer.step()`, then the embedding and lm_head rows of `command_ids` moved `scale` times as far.
+
+    `<call>` and `</call>` are new tokens (D1): their rows start untrained, while the rest of a small student
+    degrades at the lr it would take to learn a call from scratch (docs/benchmarks.md §2). Adam normalizes
+    gradients, so a per-row lr cannot come from scaling them; the rows' step itself is scaled."""
+    weights = list({id(w): w for w in (model.model.embed_tokens.weight, model.lm_head.weight)}.values())  # tied: once
+    rows = list(command_ids) if scale != 1 else []
+    before = [w.detach()[rows].clone() for w in weights]
+    optimizer.step()
+    with torch.no_grad():
+        for w, b in zip(weights, before):
+            if rows:
+                w[rows] = b + scale * (w[rows] - b)
+
+
 def train_sft(model, examples, *, epochs=1, batch_size=32, lr=2e-5, warmup_ratio=0.03, weight_decay=0.0,
-              grad_clip=1.0, seed=0):
-    """AdamW with linear warm-up then linear decay (the release's settings as defaults). Returns the losses."""
+              grad_clip=1.0, seed=0, command_ids=(), command_lr_scale=1.0):
+    """AdamW with linear warm-up then linear decay (the release's settings as defaults); the command tokens'
+    rows learn `command_lr_scale` times faster (`step_with_command_rows`). Returns the losses."""
     order = [i for e in range(epochs) for i in random.Random(seed + e).sample(range(len(examples)), len(examples))]
     steps = math.ceil(len(order) / batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -71,7 +88,7 @@ def train_sft(model, examples, *, epochs=1, batch_size=32, lr=2e-5, warmup_ratio
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
+        step_with_command_rows(opt, model, command_ids, command_lr_scale)
         sched.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}")

@@ -33,6 +33,7 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from relay_ref.answers import is_correct  # noqa: E402
 from relay_ref.checkpoint import load_model  # noqa: E402
+from relay_ref.commands import format_call  # noqa: E402
 from relay_ref.generate import generate  # noqa: E402
 from relay_ref.tokenizer import load_tokenizer  # noqa: E402
 from scripts.make_toy_world import solve  # noqa: E402
@@ -64,33 +65,43 @@ def first_error(response: str, expression: str) -> tuple[int, str] | None:
 
 
 @torch.no_grad()
-def confidence_caller(student, teacher, tok, prompts, tau, n, max_new_tokens, batch_size=100):
+def confidence_caller(student, teacher, tok, prompts, tau, n, max_new_tokens, batch_size=100,
+                      commands_in_context=True):
     """Responses where the teacher writes n tokens wherever the student's top-1 probability < tau, the
-    number of calls and of teacher-written tokens per response. Full recompute per token: simple, and fast
-    enough for toy models."""
+    number of calls and of teacher-written tokens per response. As in the relay (D3), the student's context
+    holds `<call>n</call>` before each teacher span and the teacher's does not; `commands_in_context=False`
+    leaves the commands out of the student's context too. Returns the responses as the teacher sees them
+    (the answer text, D13). Full recompute per token: simple, and fast enough for toy models."""
     vocab, eos, out, calls, written = len(tok), set(tok.eos_ids), [], [], []
+    command = format_call(n, tok.commands) if commands_in_context else []
+
+    def last_logits(model, seqs):
+        ids = torch.zeros(len(seqs), max(map(len, seqs)), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, :len(s)] = torch.tensor(s)
+        return model(ids)[torch.arange(len(seqs)), torch.tensor([len(s) - 1 for s in seqs]), :vocab]
+
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start:start + batch_size]
-        resp, done = [[] for _ in chunk], [False] * len(chunk)
+        seen, text, done = [[] for _ in chunk], [[] for _ in chunk], [False] * len(chunk)  # student's view, teacher's
         left, n_calls, n_teacher = [0] * len(chunk), [0] * len(chunk), [0] * len(chunk)
         while not all(done):
             rows = [i for i in range(len(chunk)) if not done[i]]
-            seqs = [chunk[i] + resp[i] for i in rows]
-            ids = torch.zeros(len(rows), max(map(len, seqs)), dtype=torch.long)
-            for r, s in enumerate(seqs):
-                ids[r, :len(s)] = torch.tensor(s)
-            last = torch.tensor([len(s) - 1 for s in seqs])
-            p_student = student(ids)[torch.arange(len(rows)), last, :vocab].softmax(-1)
-            t_next = teacher(ids)[torch.arange(len(rows)), last, :vocab].argmax(-1)
+            p_student = last_logits(student, [chunk[i] + seen[i] for i in rows]).softmax(-1)
+            calling = [left[i] == 0 and p_student[r].max() < tau for r, i in enumerate(rows)]
             for r, i in enumerate(rows):
-                if left[i] == 0 and p_student[r].max() < tau:
+                if calling[r]:
                     left[i], n_calls[i] = n, n_calls[i] + 1
+                    seen[i] += command
+            t_next = last_logits(teacher, [chunk[i] + text[i] for i in rows]).argmax(-1)
+            for r, i in enumerate(rows):
                 token = int(t_next[r]) if left[i] else int(p_student[r].argmax())
                 n_teacher[i] += left[i] > 0
                 left[i] = max(0, left[i] - 1)
-                resp[i].append(token)
-                done[i] = token in eos or len(resp[i]) >= max_new_tokens
-        out += resp
+                seen[i].append(token)
+                text[i].append(token)
+                done[i] = token in eos or len(seen[i]) >= max_new_tokens
+        out += text
         calls += n_calls
         written += n_teacher
     return out, calls, written
@@ -106,6 +117,8 @@ def main(argv=None):
     ap.add_argument("--fix-rounds", type=int, default=0, help="teacher interventions per response (0: none)")
     ap.add_argument("--confidence-caller", nargs=2, type=float, metavar=("TAU", "N"),
                     help="also run the confidence caller: teacher writes N tokens where top-1 prob < TAU")
+    ap.add_argument("--clean-context", action="store_true",
+                    help="confidence caller: leave the command tokens out of the student's context too (not D3)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -123,10 +136,11 @@ def main(argv=None):
     if args.confidence_caller:
         tau, n = args.confidence_caller[0], int(args.confidence_caller[1])
         out, calls, written = confidence_caller(models["student"], models["teacher"], tok, prompts, tau, n,
-                                       args.max_new_tokens)
+                                                args.max_new_tokens, commands_in_context=not args.clean_context)
         acc = sum(is_correct(tok.decode(r), p["answer"]) for r, p in zip(out, test)) / len(test)
         n_all = sum(len(r) + (2 + len(str(n))) * c for r, c in zip(out, calls))  # + command tokens
-        print(f"confidence caller (top-1 < {tau}, n = {n}): accuracy {acc:.3f}, "
+        where = "out of" if args.clean_context else "in"
+        print(f"confidence caller (top-1 < {tau}, n = {n}; commands {where} the student's context): accuracy {acc:.3f}, "
               f"{sum(calls) / len(test):.2f} calls per response, call ratio {sum(written) / n_all:.3f}")
     if args.fix_rounds == 0:
         return

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `scripts.` imports when run as a file
+from relay_ref.data import insert_commands  # noqa: E402
 from relay_ref.model import Qwen3Config, Qwen3ForCausalLM  # noqa: E402
 from scripts.make_toy_world import MODEL_VOCAB_SIZE, build_tokenizer, make_problem, make_split  # noqa: E402
 
@@ -47,6 +48,7 @@ class TrainSettings:
     drill_batch: int = 16  # packed rows of bare solution lines per step
     drill_len: int = 256
     drill_mul_keep: float = 1.0  # share of multiplication lines kept in drill rows (the student's handicap)
+    command_spans: int = 0  # up to this many `<call>n</call>` spans read (never predicted) per chat example
     lr: float = 2e-3
     min_lr_ratio: float = 0.1
     warmup: int = 50
@@ -83,12 +85,21 @@ def pad_rows(rows, pad):
     return ids, labels
 
 
-def chat_rows(tok, problems):
+def chat_rows(tok, problems, command_spans=0, rng=None):
+    """Chat rows with the loss on the response. With `command_spans`, 0..command_spans commands
+    `<call>n</call>` (n in 1..9, as D11 places them) interrupt the response, with no loss on predicting
+    them: the model learns to read across an interruption, as a pretrained LLM does, never to make one."""
     rows = []
     for p in problems:
         prompt, response = encode_example(tok, p)
+        targets = list(response)
+        if command_spans:
+            # Negative markers stand for response positions; what insert_commands adds (ids >= 0) is a command.
+            marked = insert_commands([-1 - i for i in range(len(response))], tok.commands, rng, command_spans, 0)
+            response = [response[-1 - m] if m < 0 else m for m in marked]
+            targets = [t if m < 0 else -100 for t, m in zip(response, marked)]
         # position t predicts token t+1: no loss before the last prompt token
-        rows.append((prompt + response, [-100] * (len(prompt) - 1) + response))
+        rows.append((prompt + response, [-100] * (len(prompt) - 1) + targets))
     return rows
 
 
@@ -142,7 +153,7 @@ def train(name: str, cfg: Qwen3Config, s: TrainSettings, tok, exclude, seed: int
         return s.lr * (s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
     chat_stream, drill_stream = problem_stream(seed, exclude), problem_stream(seed + 1, exclude)
-    drill_rng = random.Random(seed + 2)
+    drill_rng, span_rng = random.Random(seed + 2), random.Random(seed + 3)
     pad = tok.eos_ids[-1]
     model.train()
     bar = tqdm(range(s.steps), desc=f"{name} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M)")
@@ -150,8 +161,8 @@ def train(name: str, cfg: Qwen3Config, s: TrainSettings, tok, exclude, seed: int
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        chat_loss = masked_ce(model, *pad_rows(chat_rows(tok, [next(chat_stream) for _ in range(s.chat_batch)]),
-                                               pad))
+        chat = chat_rows(tok, [next(chat_stream) for _ in range(s.chat_batch)], s.command_spans, span_rng)
+        chat_loss = masked_ce(model, *pad_rows(chat, pad))
         loss = chat_loss
         if s.drill_batch:
             rows = [drill_row(tok, drill_stream, s.drill_len, s.drill_mul_keep, drill_rng) for _ in range(s.drill_batch)]
@@ -195,6 +206,8 @@ def main(argv=None):
     ap.add_argument("--chat-batch", type=int, default=None, help="override the preset's chat examples per step")
     ap.add_argument("--drill-mul-keep", type=float, default=None,
                     help="override the preset's share of multiplication lines kept in drill rows")
+    ap.add_argument("--command-spans", type=int, default=None,
+                    help="override the preset's max `<call>n</call>` interruptions read per chat example")
     ap.add_argument("--store-dtype", choices=["bfloat16", "float32"], default="bfloat16")
     ap.add_argument("--n-eval", type=int, default=500, help="test questions for the greedy accuracy")
     ap.add_argument("--eval-only", action="store_true", help="measure the stored models, train nothing")
@@ -211,7 +224,7 @@ def main(argv=None):
         path = Path(args.out) / name
         if not args.eval_only:
             cfg, settings = MODELS[name]
-            overrides = {k: getattr(args, k) for k in ("steps", "lr", "drill_batch", "chat_batch", "drill_mul_keep")
+            overrides = {k: getattr(args, k) for k in ("steps", "lr", "drill_batch", "chat_batch", "drill_mul_keep", "command_spans")
                          if getattr(args, k) is not None}
             settings = TrainSettings(**{**asdict(settings), **overrides})
             t0 = time.time()

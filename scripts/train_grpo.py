@@ -39,7 +39,7 @@ PRESETS = {
                 # T = 1 noise in the warm-up, so the toy samples at 0.6; four updates per rollout batch (the
                 # release's setting) fit the method into the 15-minute CPU budget (docs/benchmarks.md).
                 warmup_questions=2000, warmup_temperature=0.6, warmup_max_exponent=3, sft_epochs=2, sft_lr=1e-3,
-                sft_batch=32,
+                sft_batch=32, sft_command_lr_scale=1.0,
                 grpo=dict(steps=60, prompts_per_step=16, group_size=8, lr=1e-4, weight_decay=0.01, beta=0.04,
                           temperature=0.6, updates_per_step=4, max_new_tokens=128, rollout_batch=128,
                           micro_batch=32, save_every=10)),
@@ -47,7 +47,7 @@ PRESETS = {
     "paper": dict(student="Qwen/Qwen3-1.7B", teacher="Qwen/Qwen3-8B", train_data=None, test_data=None,
                   run_dir=ROOT / "runs/paper", device="cuda", dtype="bfloat16", autocast=True,
                   warmup_questions=30000, warmup_temperature=1.0, warmup_max_exponent=3, sft_epochs=1, sft_lr=2e-5,
-                  sft_batch=32,
+                  sft_batch=32, sft_command_lr_scale=1.0,
                   grpo=dict(steps=None, prompts_per_step=32, group_size=8, lr=1e-6, weight_decay=0.01, beta=0.01,
                             max_new_tokens=8192, rollout_batch=8, micro_batch=1, save_every=10)),
 }
@@ -64,6 +64,7 @@ def parse_args(argv=None):
     ap.add_argument("--warmup", type=Path, help="warm-up checkpoint dir (made if missing; default run_dir/warmup)")
     ap.add_argument("--sft-lr", type=float, help="warm-up SFT peak learning rate (default: the preset's)")
     ap.add_argument("--sft-epochs", type=int, help="warm-up SFT epochs (default: the preset's)")
+    ap.add_argument("--sft-command-lr-scale", type=float, help="warm-up: the <call>/</call> rows learn this much faster")
     ap.add_argument("--warmup-temperature", type=float, help="sampling temperature of the warm-up data (D11)")
     ap.add_argument("--warmup-max-exponent", type=int, help="warm-up n = d * 10^j, j in 0..this (D11: 3)")
     ap.add_argument("--device")
@@ -89,7 +90,7 @@ def parse_args(argv=None):
     if isinstance(args.test_data, (str, Path)):
         args.test_data = [args.test_data]
     args.warmup = args.warmup or Path(args.run_dir) / "warmup"
-    overrides = ("sft_lr", "sft_epochs", "warmup_temperature", "warmup_max_exponent")
+    overrides = ("sft_lr", "sft_epochs", "sft_command_lr_scale", "warmup_temperature", "warmup_max_exponent")
     preset = {**preset, **{k: getattr(args, k) for k in overrides if getattr(args, k) is not None}}
     grpo = {**preset["grpo"], **{f.name: getattr(args, f.name) for f in fields(GRPOConfig)
                                  if getattr(args, f.name) is not None}}
@@ -129,7 +130,8 @@ def main(argv=None):
                                             max_exponent=preset["warmup_max_exponent"])
             save_jsonl([{k: v for k, v in e.items()} for e in examples], Path(args.run_dir) / "warmup_data.jsonl")
             train_sft(student, examples, epochs=preset["sft_epochs"], lr=preset["sft_lr"],
-                      batch_size=preset["sft_batch"], seed=cfg.seed)
+                      batch_size=preset["sft_batch"], seed=cfg.seed, command_ids=tokenizer.commands[:2],
+                      command_lr_scale=preset["sft_command_lr_scale"])
         student.save_pretrained(args.warmup, tokenizer)
     else:
         print(f"[1/3] warm-up checkpoint found: {args.warmup}")

@@ -123,13 +123,53 @@ def test_transformers_loads_the_committed_models_with_the_same_logits(name, tok)
 
 def test_the_confidence_caller_hands_over_exactly_where_the_student_is_unsure(tok):
     """scripts/eval_toy.py --confidence-caller: tau 0 never calls (the greedy student); tau > 1 calls
-    wherever the student would write, so the teacher writes everything, n tokens per call."""
+    wherever the student would write, so the teacher writes everything, n tokens per call. As in the relay
+    (D3), the student's context holds each `<call>n</call>` and the teacher's does not."""
     from scripts.eval_toy import confidence_caller
     student, teacher = (relay_ref.load_model(WEIGHTS / n) for n in ("student", "teacher"))
     prompts = [tok.chat_prompt(p["problem"]) for p in rows("test.jsonl")[:4]]
     alone, calls, written = confidence_caller(student, teacher, tok, prompts, 0.0, 2, 40)
     assert calls == [0] * 4 and written == [0] * 4
     assert alone == relay_ref.generate(student, prompts, 40, eos_ids=tok.eos_ids)
-    out, calls, written = confidence_caller(student, teacher, tok, prompts, 1.01, 2, 40)
+    out, calls, written = confidence_caller(student, teacher, tok, prompts, 1.01, 2, 40, commands_in_context=False)
     assert out == relay_ref.generate(teacher, prompts, 40, eos_ids=tok.eos_ids)
     assert written == [len(r) for r in out] and calls == [-(-len(r) // 2) for r in out]
+
+    seen = []
+    def spy(ids):
+        seen.append(ids)
+        return student(ids)
+    out, calls, written = confidence_caller(spy, teacher, tok, prompts[:2], 1.01, 2, 12)
+    teacher_alone = relay_ref.generate(teacher, prompts[:2], 12, eos_ids=tok.eos_ids)
+    assert all(t[:len(r)] == r and len(r) < len(t) for r, t in zip(out, teacher_alone))  # commands use the budget
+    c = tok.commands
+    second = seen[1][0].tolist()  # row 0 after one teacher token
+    assert second[len(prompts[0]):len(prompts[0]) + 4] == [c.call_id, c.digit_ids[2], c.end_id, out[0][0]]
+
+
+def test_pretraining_interruptions_are_read_but_never_predicted(tok):
+    """pretrain_toy.py --command-spans: commands interrupt the response as inputs; the loss never asks the
+    model to write one, and every other target is the next response token of the clean solution."""
+    import random
+
+    from scripts.pretrain_toy import chat_rows
+    c = tok.commands
+    command_ids = {c.call_id, c.end_id, *c.digit_ids}
+    problems = [make_problem(random.Random(s)) for s in range(40)]
+    clean = chat_rows(tok, problems)
+    noisy = chat_rows(tok, problems, command_spans=3, rng=random.Random(0))
+    assert sum(c.call_id in ids for ids, _ in noisy) > 20
+    for (ids, labels), (clean_ids, clean_labels) in zip(noisy, clean):
+        assert labels.count(-100) >= clean_labels.count(-100)
+        assert [t for t in labels if t != -100] == [t for t in clean_labels if t != -100]
+        for t, target in enumerate(labels):
+            if target != -100:
+                assert target == ids[t + 1]
+            if t + 1 < len(ids) and ids[t + 1] == c.call_id:
+                assert target == -100
+        calls = [i for i, t in enumerate(ids) if t == c.call_id]
+        for i in calls:  # a whole `<call>n</call>` is unlabelled, and the token after it is labelled
+            end = ids.index(c.end_id, i)
+            assert all(ids[j] in command_ids for j in range(i, end + 1))
+            assert labels[i - 1:end] == [-100] * (end - i + 1) and labels[end] == ids[end + 1]
+    assert chat_rows(tok, problems) == clean  # no spans asked: the rows of the shipped student

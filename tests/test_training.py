@@ -15,7 +15,7 @@ from relay_ref.checkpoint import load_model
 from relay_ref.data import insert_commands
 from relay_ref.grpo import GRPOConfig, NonFiniteLoss, train_grpo
 from relay_ref.model import Qwen3Config, Qwen3ForCausalLM
-from relay_ref.sft import collate, make_warmup_examples, train_sft
+from relay_ref.sft import collate, make_warmup_examples, step_with_command_rows, train_sft
 from relay_ref.tokenizer import Tokenizer
 
 QUESTIONS = [{"problem": f"{a}+{b}", "answer": str(a + b)} for a in range(4) for b in range(3)]
@@ -129,3 +129,30 @@ def test_rollout_rewards_a_correct_answer_with_a_call_inside_the_box(monkeypatch
     assert batch["metrics"]["accuracy"] == 0.5
     assert batch["metrics"]["no_call_share"] == 0.5 and batch["metrics"]["no_call_accuracy"] == 0.0
     assert batch["advantages"][0] > 0 > batch["advantages"][1]  # teacher-dependent: 1 - rho against -1
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_command_rows_move_scale_times_as_far_and_nothing_else_changes(tied):
+    """The new tokens' rows (D1) get a `scale`-times step; every other weight takes the plain AdamW step."""
+    def one_step(scale):
+        torch.manual_seed(0)
+        cfg = Qwen3Config(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                          num_attention_heads=2, num_key_value_heads=1, head_dim=8, tie_word_embeddings=tied)
+        model = Qwen3ForCausalLM(cfg)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        model(torch.tensor([[1, 5, 7, 30, 31, 2]])).logsumexp(-1).mean().backward()
+        step_with_command_rows(opt, model, (30, 31), scale)
+        return {k: v - before[k] for k, v in model.state_dict().items()}
+
+    plain, boosted = one_step(1.0), one_step(5.0)
+    rows = torch.tensor([30, 31])
+    for key in ("model.embed_tokens.weight", "lm_head.weight"):
+        assert plain[key][rows].abs().sum() > 0
+        torch.testing.assert_close(boosted[key][rows], 5 * plain[key][rows])
+        others = torch.ones(40, dtype=torch.bool)
+        others[rows] = False
+        torch.testing.assert_close(boosted[key][others], plain[key][others], rtol=0, atol=0)
+    for key in plain:
+        if key not in ("model.embed_tokens.weight", "lm_head.weight"):
+            torch.testing.assert_close(boosted[key], plain[key], rtol=0, atol=0)
