@@ -13,6 +13,10 @@ and trained longer. Each is saved in Hugging Face layout (`save_pretrained(dir, 
 file written atomically) in bfloat16 by default to keep the committed weights small; `load_model` upcasts
 to float32, and the accuracy this script reports is measured on what was stored.
 
+`--command-spans K` interrupts each chat example with up to K `<call>n</call>` commands that the model reads
+but is never asked to write (a pretrained LLM reads past an interruption; a 1M model that never saw one
+does not, docs/benchmarks.md §2). The shipped student was trained without it.
+
 Deterministic for a given --seed and --threads. `--eval-only` measures stored models (see
 scripts/eval_toy.py for the accuracy table and the critical-token experiment).
 """
