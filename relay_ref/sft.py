@@ -58,14 +58,16 @@ def step_with_command_rows(optimizer, model, command_ids=(), scale: float = 1.0)
     `<call>` and `</call>` are new tokens (D1): their rows start untrained, while the rest of a small student
     degrades at the lr it would take to learn a call from scratch (docs/benchmarks.md §2). Adam normalizes
     gradients, so a per-row lr cannot come from scaling them; the rows' step itself is scaled."""
+    rows = list(command_ids)
+    if scale == 1 or not rows:
+        optimizer.step()
+        return
     weights = list({id(w): w for w in (model.model.embed_tokens.weight, model.lm_head.weight)}.values())  # tied: once
-    rows = list(command_ids) if scale != 1 else []
     before = [w.detach()[rows].clone() for w in weights]
     optimizer.step()
     with torch.no_grad():
         for w, b in zip(weights, before):
-            if rows:
-                w[rows] = b + scale * (w[rows] - b)
+            w[rows] = b + scale * (w[rows] - b)
 
 
 def train_sft(model, examples, *, epochs=1, batch_size=32, lr=2e-5, warmup_ratio=0.03, weight_decay=0.0,

@@ -228,8 +228,8 @@ def main(argv=None):
         path = Path(args.out) / name
         if not args.eval_only:
             cfg, settings = MODELS[name]
-            overrides = {k: getattr(args, k) for k in ("steps", "lr", "drill_batch", "chat_batch", "drill_mul_keep", "command_spans")
-                         if getattr(args, k) is not None}
+            keys = ("steps", "lr", "drill_batch", "chat_batch", "drill_mul_keep", "command_spans")
+            overrides = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
             settings = TrainSettings(**{**asdict(settings), **overrides})
             t0 = time.time()
             model = train(name, cfg, settings, tok, exclude, args.seed + 1000 * (i + 1), args.eval_every, validation)
