@@ -110,7 +110,7 @@ def rollout(policy, teacher, tokenizer, questions, cfg: GRPOConfig, step: int) -
             "advantages": group_advantages(rewards, groups), "metrics": metrics}
 
 
-def update(policy, ref, optimizer, batch: dict, cfg: GRPOConfig, command_ids=()) -> dict:
+def update(policy, ref, optimizer, batch: dict, cfg: GRPOConfig, commands=None) -> dict:
     """Old and reference log-probs first (no grad, the same micro-batches), then the clipped updates."""
     device, rows = policy.device, list(range(len(batch["tokens"])))
     micro = [rows[i:i + cfg.micro_batch] for i in range(0, len(rows), cfg.micro_batch)]
@@ -141,7 +141,7 @@ def update(policy, ref, optimizer, batch: dict, cfg: GRPOConfig, command_ids=())
         norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
         if not torch.isfinite(norm):
             raise NonFiniteLoss(f"the gradient norm is {norm.item()}")
-        step_with_command_rows(optimizer, policy, command_ids, cfg.command_lr_scale)
+        step_with_command_rows(optimizer, policy, commands, cfg.command_lr_scale)
         stats["grad_norm"] = norm.item()
     policy.eval()
     n_updates = -(-len(micro) // per_update)
@@ -179,7 +179,7 @@ def train_grpo(policy, ref, teacher, tokenizer, questions, cfg: GRPOConfig, run_
         qs = [questions[i] for i in order[step * cfg.prompts_per_step:(step + 1) * cfg.prompts_per_step]]
         batch = rollout(policy, teacher, tokenizer, qs, cfg, step)
         try:
-            stats = update(policy, ref, optimizer, batch, cfg, tokenizer.commands[:2])
+            stats = update(policy, ref, optimizer, batch, cfg, tokenizer.commands)
         except NonFiniteLoss as err:
             raise NonFiniteLoss(f"step {step}: {err}; stopped before the optimizer moved, the last good "
                                 f"checkpoint in {ckpt} is intact") from None

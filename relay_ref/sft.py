@@ -52,17 +52,18 @@ def make_warmup_examples(student, tokenizer, questions, *, temperature=1.0, max_
     return examples
 
 
-def step_with_command_rows(optimizer, model, command_ids=(), scale: float = 1.0) -> None:
-    """`optimizer.step()`, then the embedding and lm_head rows of `command_ids` moved `scale` times as far.
+def step_with_command_rows(optimizer, model, commands=None, scale: float = 1.0) -> None:
+    """`optimizer.step()`, then the embedding and lm_head rows of `<call>` and `</call>` (`commands`, a
+    CommandTokens) moved `scale` times as far.
 
     `<call>` and `</call>` are new tokens (D1): their rows start untrained, while the rest of a small student
     degrades at the lr it would take to learn a call from scratch (docs/benchmarks.md §2). Adam normalizes
     gradients, so a per-row lr cannot come from scaling them; the rows' step itself is scaled."""
-    rows = list(command_ids)
-    if scale == 1 or not rows:
+    if scale == 1 or commands is None:
         optimizer.step()
         return
     weights = list({id(w): w for w in (model.model.embed_tokens.weight, model.lm_head.weight)}.values())  # tied: once
+    rows = [commands.call_id, commands.end_id]
     before = [w.detach()[rows].clone() for w in weights]
     optimizer.step()
     with torch.no_grad():
@@ -71,7 +72,7 @@ def step_with_command_rows(optimizer, model, command_ids=(), scale: float = 1.0)
 
 
 def train_sft(model, examples, *, epochs=1, batch_size=32, lr=2e-5, warmup_ratio=0.03, weight_decay=0.0,
-              grad_clip=1.0, seed=0, command_ids=(), command_lr_scale=1.0):
+              grad_clip=1.0, seed=0, commands=None, command_lr_scale=1.0):
     """AdamW with linear warm-up then linear decay (the release's settings as defaults); the command tokens'
     rows learn `command_lr_scale` times faster (`step_with_command_rows`). Returns the losses."""
     order = [i for e in range(epochs) for i in random.Random(seed + e).sample(range(len(examples)), len(examples))]
@@ -90,7 +91,7 @@ def train_sft(model, examples, *, epochs=1, batch_size=32, lr=2e-5, warmup_ratio
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        step_with_command_rows(opt, model, command_ids, command_lr_scale)
+        step_with_command_rows(opt, model, commands, command_lr_scale)
         sched.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{loss.item():.3f}")

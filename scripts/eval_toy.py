@@ -11,9 +11,10 @@ a student that calls for the critical tokens only).
   view would (no command tokens), then let the student continue greedily. Reports how often that fixes the
   answer and how many teacher tokens it took. No `<call>` is emitted: this tests the world, not a policy.
 - confidence caller (`--confidence-caller TAU N`): the student decodes greedily and, wherever its top-1
-  probability is below TAU, the teacher writes the next N tokens (greedy, same view); the call ratio counts
-  the command tokens of each call (`<call>`, the digits of N, `</call>`), as a relay response would. No
-  oracle: this is the placement a trained caller could learn from the student's own uncertainty.
+  probability is below TAU, `<call>N</call>` goes into its context and the teacher writes the next N tokens
+  (greedy, from the context without commands, D3); the call ratio counts the command tokens, as a relay
+  response would. No oracle: the placement a trained caller could learn from the student's own
+  uncertainty. `--clean-context` also leaves the commands out of the student's context (not the relay).
 
     python scripts/eval_toy.py                     # accuracy of weights/toy/{student,teacher}
     python scripts/eval_toy.py --fix-rounds 2      # plus the error profile and the experiment
@@ -88,9 +89,8 @@ def confidence_caller(student, teacher, tok, prompts, tau, n, max_new_tokens, ba
         while not all(done):
             rows = [i for i in range(len(chunk)) if not done[i]]
             p_student = last_logits(student, [chunk[i] + seen[i] for i in rows]).softmax(-1)
-            calling = [left[i] == 0 and p_student[r].max() < tau for r, i in enumerate(rows)]
             for r, i in enumerate(rows):
-                if calling[r]:
+                if left[i] == 0 and p_student[r].max() < tau:
                     left[i], n_calls[i] = n, n_calls[i] + 1
                     seen[i] += command
             t_next = last_logits(teacher, [chunk[i] + text[i] for i in rows]).argmax(-1)
@@ -138,7 +138,7 @@ def main(argv=None):
         out, calls, written = confidence_caller(models["student"], models["teacher"], tok, prompts, tau, n,
                                                 args.max_new_tokens, commands_in_context=not args.clean_context)
         acc = sum(is_correct(tok.decode(r), p["answer"]) for r, p in zip(out, test)) / len(test)
-        n_all = sum(len(r) + (2 + len(str(n))) * c for r, c in zip(out, calls))  # + command tokens
+        n_all = sum(len(r) + len(format_call(n, tok.commands)) * c for r, c in zip(out, calls))  # + commands
         where = "out of" if args.clean_context else "in"
         print(f"confidence caller (top-1 < {tau}, n = {n}; commands {where} the student's context): accuracy {acc:.3f}, "
               f"{sum(calls) / len(test):.2f} calls per response, call ratio {sum(written) / n_all:.3f}")

@@ -130,7 +130,7 @@ def main(argv=None):
                                             max_exponent=preset["warmup_max_exponent"])
             save_jsonl([{k: v for k, v in e.items()} for e in examples], Path(args.run_dir) / "warmup_data.jsonl")
             train_sft(student, examples, epochs=preset["sft_epochs"], lr=preset["sft_lr"],
-                      batch_size=preset["sft_batch"], seed=cfg.seed, command_ids=tokenizer.commands[:2],
+                      batch_size=preset["sft_batch"], seed=cfg.seed, commands=tokenizer.commands,
                       command_lr_scale=preset["sft_command_lr_scale"])
         student.save_pretrained(args.warmup, tokenizer)
     else:

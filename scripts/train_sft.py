@@ -45,7 +45,7 @@ def main():
     student.gradient_checkpointing = args.gradient_checkpointing
     losses = train_sft(student, examples, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, seed=args.seed,
-                       command_ids=tok.commands[:2], command_lr_scale=args.command_lr_scale)
+                       commands=tok.commands, command_lr_scale=args.command_lr_scale)
     student.save_pretrained(args.out, tok)
     print(f"final loss {losses[-1]:.4f}; warm-up student -> {args.out}")
 

@@ -11,6 +11,7 @@ import torch
 from test_tokenizer import qwen_like_tokenizer
 
 import relay_ref.grpo as grpo_module
+from relay_ref.commands import CommandTokens
 from relay_ref.checkpoint import load_model
 from relay_ref.data import insert_commands
 from relay_ref.grpo import GRPOConfig, NonFiniteLoss, train_grpo
@@ -142,7 +143,7 @@ def test_command_rows_move_scale_times_as_far_and_nothing_else_changes(tied):
         before = {k: v.clone() for k, v in model.state_dict().items()}
         opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
         model(torch.tensor([[1, 5, 7, 30, 31, 2]])).logsumexp(-1).mean().backward()
-        step_with_command_rows(opt, model, (30, 31), scale)
+        step_with_command_rows(opt, model, CommandTokens(30, 31, tuple(range(10))), scale)
         return {k: v - before[k] for k, v in model.state_dict().items()}
 
     plain, boosted = one_step(1.0), one_step(5.0)
