@@ -7,15 +7,16 @@ Both are trained on the worked solutions of `scripts/make_toy_world.py`: the cha
 cross-entropy on response tokens only. Problems are drawn fresh from the generator for every batch
 (seeded), never one whose expression is in data/toy/test.jsonl.
 
-The student is deliberately small and briefly trained: it copies numbers, lays out lines and adds well,
-but gets many multiplications wrong, the steps where a short teacher call helps. The teacher is larger
+The student is deliberately small and handicapped: its drill rows keep only 30% of the multiplication lines
+(`drill_mul_keep`), so it copies numbers, lays out lines and adds well but gets many multiplications wrong,
+the steps where a short teacher call helps. The teacher is larger
 and trained longer. Each is saved in Hugging Face layout (`save_pretrained(dir, tokenizer=tok)`, every
 file written atomically) in bfloat16 by default to keep the committed weights small; `load_model` upcasts
 to float32, and the accuracy this script reports is measured on what was stored.
 
 `--command-spans K` interrupts each chat example with up to K `<call>n</call>` commands that the model reads
 but is never asked to write (a pretrained LLM reads past an interruption; a 1M model that never saw one
-does not, docs/benchmarks.md §2). The shipped student was trained without it.
+does not, docs/benchmarks.md §2). The shipped student was trained with K = 3.
 
 Deterministic for a given --seed and --threads. `--eval-only` measures stored models (see
 scripts/eval_toy.py for the accuracy table and the critical-token experiment).
@@ -68,7 +69,8 @@ def toy_config(hidden, layers, intermediate, heads, kv_heads) -> Qwen3Config:
 
 
 MODELS = {
-    "student": (toy_config(128, 4, 512, 4, 2), TrainSettings(steps=600, chat_batch=8)),
+    "student": (toy_config(128, 4, 512, 4, 2), TrainSettings(steps=600, chat_batch=8, drill_mul_keep=0.3,
+                                                             command_spans=3)),
     "teacher": (toy_config(256, 6, 768, 8, 4), TrainSettings(steps=1200, chat_batch=8, lr=1.5e-3)),
 }
 
