@@ -1,6 +1,7 @@
 """Warm-up data (paper §3.1, D11): the vanilla student's own responses with 0-3 `<call>n</call>` inserted.
 
-    python scripts/make_warmup.py data/toy/train.jsonl runs/toy/warmup_data.jsonl --limit 2000
+    python scripts/make_warmup.py data/toy/train.jsonl runs/toy/warmup_data.jsonl --limit 2000 \
+        --temperature 0.6 --max-exponent 0      # the toy preset's settings
 
 Each row keeps the question and holds `prompt_ids` and `response_ids` (token ids, so nothing is
 re-tokenised) and `response` (the decoded text, for reading). `scripts/train_sft.py` trains on it.

@@ -1,6 +1,6 @@
 """Warm-up SFT (paper §3.1): cross-entropy on response tokens, command tokens included.
 
-    python scripts/train_sft.py runs/toy/warmup_data.jsonl runs/toy/warmup --epochs 2 --lr 1e-3
+    python scripts/train_sft.py runs/toy/warmup_data.jsonl runs/toy/warmup --epochs 2 --lr 1e-4 --command-lr-scale 100
 
 Reads the rows written by scripts/make_warmup.py (`prompt_ids`, `response_ids`) and saves the warm-up
 student in Hugging Face layout with its tokenizer; scripts/train_grpo.py --warmup DIR starts from it.
@@ -25,9 +25,10 @@ def main():
     ap.add_argument("--student", default=str(ROOT / "weights/toy/student"))
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=2e-5, help="the release: 2e-5 for Qwen3; the toy preset uses 1e-3")
+    ap.add_argument("--lr", type=float, default=2e-5, help="the release: 2e-5 for Qwen3; the toy preset uses 1e-4")
     ap.add_argument("--command-lr-scale", type=float, default=1.0,
-                    help="the <call>/</call> rows learn this many times faster (new tokens, D1); 1, the paper, in both presets")
+                    help="the <call>/</call> rows learn this many times faster (new tokens, D1); "
+                         "1 is the paper (and its preset); the toy preset uses 100")
     ap.add_argument("--warmup-ratio", type=float, default=0.03)
     ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--device", default="cpu")
