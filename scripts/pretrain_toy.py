@@ -7,12 +7,12 @@ Both are trained on the worked solutions of `scripts/make_toy_world.py`: the cha
 cross-entropy on response tokens only. Problems are drawn fresh from the generator for every batch
 (seeded), never one whose expression is in data/toy/test.jsonl.
 
-The student is deliberately small and handicapped: its drill rows keep only 30% of the multiplication lines
-(`drill_mul_keep`), so it copies numbers, lays out lines and adds well but gets many multiplications wrong,
-the steps where a short teacher call helps. The teacher is larger
-and trained longer. Each is saved in Hugging Face layout (`save_pretrained(dir, tokenizer=tok)`, every
-file written atomically) in bfloat16 by default to keep the committed weights small; `load_model` upcasts
-to float32, and the accuracy this script reports is measured on what was stored.
+The student is deliberately small and handicapped: its drill rows keep only 30% of the multiplication
+lines (`drill_mul_keep`), so it copies numbers, lays out lines and adds well but gets many products wrong,
+the steps where a short teacher call helps. The teacher is larger and trained longer. Each is saved in
+Hugging Face layout (`save_pretrained(dir, tokenizer=tok)`, every file written atomically) in bfloat16 by
+default to keep the committed weights small; `load_model` upcasts to float32, and the accuracy this script
+reports is measured on what was stored.
 
 `--command-spans K` interrupts each chat example with up to K `<call>n</call>` commands that the model reads
 but is never asked to write (a pretrained LLM reads past an interruption; a 1M model that never saw one

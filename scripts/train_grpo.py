@@ -35,11 +35,11 @@ PRESETS = {
     "toy": dict(student=ROOT / "weights/toy/student", teacher=ROOT / "weights/toy/teacher",
                 train_data=ROOT / "data/toy/train.jsonl", test_data=ROOT / "data/toy/test.jsonl",
                 run_dir=ROOT / "runs/toy", device="cpu", dtype="float32", autocast=False,
-                # A 1M-parameter student is poorly calibrated at T = 1 (26% vs 40% greedy) and learns its own
-                # T = 1 noise in the warm-up, so the toy samples at 0.6. Its responses are ~55 tokens, so warm-up
-                # spans are n = d (1-9), not d * 10^k. The command tokens' rows learn 100x faster than the body:
-                # calls are learned in 60 steps while the body trains at a lower lr that wears less of the student's own
-                # text (PAPER_NOTES.md, docs/benchmarks.md §2).
+                # A 1M-parameter student is poorly calibrated at T = 1 (the previous toy student: 26% vs 40%
+                # greedy) and learns its own T = 1 noise in the warm-up, so the toy samples at 0.6. Its responses
+                # are ~55 tokens, so warm-up spans are n = d (1-9), not d * 10^k. The command tokens' rows learn
+                # 100x faster than the body: calls are learned in 60 steps while the body trains at an lr low
+                # enough to wear little of the student's own text (PAPER_NOTES.md, docs/benchmarks.md §2).
                 warmup_questions=2000, warmup_temperature=0.6, warmup_max_exponent=0, sft_epochs=2, sft_lr=1e-4,
                 sft_batch=32, sft_command_lr_scale=100.0,
                 grpo=dict(steps=60, prompts_per_step=16, group_size=8, lr=3e-5, weight_decay=0.01, beta=0.04,
