@@ -172,4 +172,4 @@ def test_pretraining_interruptions_are_read_but_never_predicted(tok):
             end = ids.index(c.end_id, i)
             assert all(ids[j] in command_ids for j in range(i, end + 1))
             assert labels[i - 1:end] == [-100] * (end - i + 1) and labels[end] == ids[end + 1]
-    assert chat_rows(tok, problems) == clean  # no spans asked: the rows of the shipped student
+    assert chat_rows(tok, problems) == clean  # no spans asked: the plain rows (the teacher's)
