@@ -73,17 +73,21 @@ def save_jsonl(rows, path) -> None:
 
 
 def insert_commands(response: list[int], commands: CommandTokens, rng: random.Random,
-                    max_commands: int = 3, max_exponent: int = 3) -> list[int]:
+                    max_commands: int = 3, max_exponent: int = 3, boundaries=None) -> list[int]:
     """D11: the response with k ~ U{0..max_commands} commands at distinct boundaries t ~ U{0..len-1}.
     Boundary t means "before response[t]", so at least one response token follows every command; its n is
-    min(d * 10^j, len(response) - t), d ~ U{1..9}, j ~ U{0..max_exponent}. k is capped by len(response)
-    (a short response has fewer boundaries). max_exponent 3 is D11; a smaller one scales n down to short
-    responses (`scripts/train_grpo.py --warmup-max-exponent`).
+    min(d * 10^j, len(response) - t), d ~ U{1..9}, j ~ U{0..max_exponent}. k is capped by the number of
+    boundaries (a short response has fewer). max_exponent 3 is D11; a smaller one scales n down to short
+    responses (`scripts/train_grpo.py --warmup-max-exponent`). `boundaries`, if given, are the only allowed
+    t (the toy preset's departure: where the student was unsure, `sft.unsure_boundaries`).
     """
     response = list(response)
-    k = min(rng.randint(0, max_commands), len(response))
+    allowed = range(len(response)) if boundaries is None else sorted(set(boundaries))
+    if any(not 0 <= t < len(response) for t in allowed):
+        raise ValueError(f"boundaries must lie in 0..{len(response) - 1} (before a response token)")
+    k = min(rng.randint(0, max_commands), len(allowed))
     out, prev = [], 0
-    for t in sorted(rng.sample(range(len(response)), k)):
+    for t in sorted(rng.sample(allowed, k)):
         n = rng.randint(1, 9) * 10 ** rng.randint(0, max_exponent)
         out += response[prev:t] + format_call(min(n, len(response) - t), commands)
         prev = t

@@ -4,6 +4,10 @@ The data are the vanilla student's own sampled responses (no distribution shift)
 inserted at random token boundaries (`data.insert_commands`); the tokens after a command are the
 student's own continuation, a train/inference mismatch the paper accepts because warm-up only teaches
 the format. The loss is cross-entropy on response tokens only, command tokens included.
+
+Two switches depart from the paper for a small student (the toy preset; PAPER_NOTES.md, docs/benchmarks.md
+§2): `unsure_below` puts the commands only before tokens where the student itself was unsure, and
+`commands_only` trains only the `<call>`/`</call>` rows, so the warm-up cannot wear the student's own text.
 """
 from __future__ import annotations
 
@@ -38,16 +42,30 @@ def sft_loss(model, ids, mask):
     return -torch.where(mask, logp, 0).sum() / mask.sum().clamp(min=1)
 
 
+@torch.no_grad()
+def unsure_boundaries(model, prompts, responses, below: float) -> list[list[int]]:
+    """Per response, the boundaries t where the model's top-1 probability for response[t] (at T = 1, given
+    everything before it) is below `below`: the signal of the confidence-threshold baseline (paper §5)."""
+    out = []
+    for p, r in zip(prompts, responses):  # one row at a time: a [T, vocab] softmax, not [B, T, vocab]
+        logits = model(torch.tensor([list(p) + list(r)], device=model.device))[0, len(p) - 1:-1]
+        out.append(torch.nonzero(torch.softmax(logits, dim=-1).amax(dim=-1) < below).flatten().tolist())
+    return out
+
+
 def make_warmup_examples(student, tokenizer, questions, *, temperature=1.0, max_new_tokens=512,
-                         batch_size=64, seed=0, max_commands=3, max_exponent=3):
-    """D11: sample one response per question from the vanilla student, then insert commands."""
+                         batch_size=64, seed=0, max_commands=3, max_exponent=3, unsure_below=None):
+    """D11: sample one response per question from the vanilla student, then insert commands (only where
+    the student was unsure, if `unsure_below` is given; see `unsure_boundaries`)."""
     rng, examples = random.Random(seed), []
     for start in tqdm(range(0, len(questions), batch_size), desc="warm-up data", unit="batch"):
         prompts = [tokenizer.chat_prompt(q["problem"]) for q in questions[start:start + batch_size]]
         responses = generate(student, prompts, max_new_tokens, temperature=temperature,
                              eos_ids=tokenizer.eos_ids, seed=seed + start)
-        for p, r in zip(prompts, responses):
-            response = insert_commands(r, tokenizer.commands, rng, max_commands, max_exponent)
+        allowed = (unsure_boundaries(student, prompts, responses, unsure_below) if unsure_below is not None
+                   else [None] * len(prompts))
+        for p, r, b in zip(prompts, responses, allowed):
+            response = insert_commands(r, tokenizer.commands, rng, max_commands, max_exponent, boundaries=b)
             examples.append({"prompt_ids": p, "response_ids": response})
     return examples
 
@@ -71,29 +89,57 @@ def step_with_command_rows(optimizer, model, commands=None, scale: float = 1.0) 
             w[rows] = b + scale * (w[rows] - b)
 
 
+def freeze_all_but_command_rows(model, commands):
+    """Only the `<call>`/`</call>` rows of embed_tokens and lm_head keep a gradient; returns those weights
+    and an `undo()`. Adam leaves an entry whose gradient is always zero where it is (with no weight decay)."""
+    weights = list({id(w): w for w in (model.model.embed_tokens.weight, model.lm_head.weight)}.values())
+    was = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(any(p is w for w in weights))
+    rows = torch.zeros(weights[0].shape[0], 1, dtype=weights[0].dtype, device=weights[0].device)
+    rows[[commands.call_id, commands.end_id]] = 1
+    hooks = [w.register_hook(lambda g: g * rows) for w in weights]
+
+    def undo():
+        for h in hooks:
+            h.remove()
+        for p, r in zip(model.parameters(), was):
+            p.requires_grad_(r)
+    return weights, undo
+
+
 def train_sft(model, examples, *, epochs=1, batch_size=32, lr=2e-5, warmup_ratio=0.03, weight_decay=0.0,
-              grad_clip=1.0, seed=0, commands=None, command_lr_scale=1.0):
+              grad_clip=1.0, seed=0, commands=None, command_lr_scale=1.0, commands_only=False):
     """AdamW with linear warm-up then linear decay (the release's settings as defaults); the command tokens'
-    rows learn `command_lr_scale` times faster (`step_with_command_rows`). Returns the losses."""
+    rows learn `command_lr_scale` times faster (`step_with_command_rows`). With `commands_only` nothing else
+    learns at all (`freeze_all_but_command_rows`). Returns the losses."""
+    if commands_only and (commands is None or weight_decay):
+        raise ValueError("commands_only needs the command tokens and weight_decay=0 (decay would move frozen rows)")
     order = [i for e in range(epochs) for i in random.Random(seed + e).sample(range(len(examples)), len(examples))]
     steps = math.ceil(len(order) / batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    params, undo = freeze_all_but_command_rows(model, commands) if commands_only else (model.parameters(), None)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     warm = max(1, int(warmup_ratio * steps))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / (steps - warm + 1))))
-    model.train()
-    losses, bar = [], tqdm(range(steps), desc="warm-up SFT", unit="step")
-    for step in bar:
-        batch = [examples[i] for i in order[step * batch_size:(step + 1) * batch_size]]
-        ids, mask = collate([b["prompt_ids"] for b in batch], [b["response_ids"] for b in batch], device=model.device)
-        loss = sft_loss(model, ids, mask)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"warm-up SFT step {step}: loss is {loss.item()}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        step_with_command_rows(opt, model, commands, command_lr_scale)
-        sched.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+    try:
+        model.train()
+        losses, bar = [], tqdm(range(steps), desc="warm-up SFT", unit="step")
+        for step in bar:
+            batch = [examples[i] for i in order[step * batch_size:(step + 1) * batch_size]]
+            ids, mask = collate([b["prompt_ids"] for b in batch], [b["response_ids"] for b in batch],
+                                device=model.device)
+            loss = sft_loss(model, ids, mask)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"warm-up SFT step {step}: loss is {loss.item()}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            step_with_command_rows(opt, model, commands, command_lr_scale)
+            sched.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    finally:
+        if undo:  # also after an error: the model must not stay frozen
+            undo()
     model.eval()
     return losses

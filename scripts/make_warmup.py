@@ -1,7 +1,7 @@
-"""Warm-up data (paper §3.1, D11): the vanilla student's own responses with 0-3 `<call>n</call>` inserted.
+r"""Warm-up data (paper §3.1, D11): the vanilla student's own responses with 0-3 `<call>n</call>` inserted.
 
     python scripts/make_warmup.py data/toy/train.jsonl runs/toy/warmup_data.jsonl --limit 2000 \
-        --temperature 0.6 --max-exponent 0      # the toy preset's settings
+        --temperature 0.6 --max-exponent 0 --unsure-below 0.5 --max-new-tokens 128    # the toy preset's settings
 
 Each row keeps the question and holds `prompt_ids` and `response_ids` (token ids, so nothing is
 re-tokenised) and `response` (the decoded text, for reading). `scripts/train_sft.py` trains on it.
@@ -31,6 +31,9 @@ def main():
     ap.add_argument("--max-new-tokens", type=int, default=8192)
     ap.add_argument("--max-commands", type=int, default=3)
     ap.add_argument("--max-exponent", type=int, default=3, help="n = d * 10^j with j in 0..this (D11: 3)")
+    ap.add_argument("--unsure-below", type=float, metavar="P",
+                    help="commands only before tokens where the student's top-1 probability < P "
+                         "(default: any token boundary, D11; the toy preset uses 0.5)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--seed", type=int, default=0)
@@ -40,7 +43,7 @@ def main():
     student = load_model(args.student, device=args.device, dtype=getattr(torch, args.dtype))
     examples = make_warmup_examples(student, tok, questions, temperature=args.temperature,
                                     max_new_tokens=args.max_new_tokens, seed=args.seed, max_commands=args.max_commands,
-                                    max_exponent=args.max_exponent)
+                                    max_exponent=args.max_exponent, unsure_below=args.unsure_below)
     save_jsonl([{**q, **e, "response": tok.decode(e["response_ids"])} for q, e in zip(questions, examples)], args.out)
     print(f"{len(examples)} warm-up examples -> {args.out}")
 

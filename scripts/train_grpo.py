@@ -37,19 +37,21 @@ PRESETS = {
                 run_dir=ROOT / "runs/toy", device="cpu", dtype="float32", autocast=False,
                 # A 1M-parameter student is poorly calibrated at T = 1 (the previous toy student: 26% vs 40%
                 # greedy) and learns its own T = 1 noise in the warm-up, so the toy samples at 0.6. Its responses
-                # are ~55 tokens, so warm-up spans are n = d (1-9), not d * 10^k. The command tokens' rows learn
-                # 100x faster than the body: calls are learned in 60 steps while the body trains at an lr low
-                # enough to wear little of the student's own text (PAPER_NOTES.md, docs/benchmarks.md §2).
-                warmup_questions=2000, warmup_temperature=0.6, warmup_max_exponent=0, sft_epochs=2, sft_lr=1e-4,
-                sft_batch=32, sft_command_lr_scale=100.0,
-                grpo=dict(steps=60, prompts_per_step=16, group_size=8, lr=3e-5, weight_decay=0.01, beta=0.04,
+                # are ~55 tokens, so warm-up spans are n = d (1-9), not d * 10^k. Any warm-up of its body cost
+                # it 1-4 points alone, so the warm-up trains only the command tokens' rows, and puts the commands
+                # where the student was unsure (top-1 < 0.5) so those rows learn where a call helps. In GRPO the
+                # rows learn 100x faster than the body: calls are learned in 60 steps while the body trains at
+                # an lr low enough to wear little of the student's own text (PAPER_NOTES.md, benchmarks §2).
+                warmup_questions=2000, warmup_temperature=0.6, warmup_max_exponent=0, warmup_unsure_below=0.5,
+                sft_epochs=2, sft_lr=1e-4, sft_batch=32, sft_command_lr_scale=100.0, sft_commands_only=True,
+                grpo=dict(steps=60, prompts_per_step=16, group_size=8, lr=3e-5, weight_decay=0.01, beta=0.1,
                           temperature=0.6, updates_per_step=1, command_lr_scale=100.0, max_new_tokens=128,
                           rollout_batch=128, micro_batch=32, save_every=10)),
     # Paper Table 7: AdamW lr 1e-6, wd 1e-2, 32 prompts x G 8, T 1.0, beta 0.01, 8,192 response tokens.
     "paper": dict(student="Qwen/Qwen3-1.7B", teacher="Qwen/Qwen3-8B", train_data=None, test_data=None,
                   run_dir=ROOT / "runs/paper", device="cuda", dtype="bfloat16", autocast=True,
-                  warmup_questions=30000, warmup_temperature=1.0, warmup_max_exponent=3, sft_epochs=1, sft_lr=2e-5,
-                  sft_batch=32, sft_command_lr_scale=1.0,
+                  warmup_questions=30000, warmup_temperature=1.0, warmup_max_exponent=3, warmup_unsure_below=None,
+                  sft_epochs=1, sft_lr=2e-5, sft_batch=32, sft_command_lr_scale=1.0, sft_commands_only=False,
                   grpo=dict(steps=None, prompts_per_step=32, group_size=8, lr=1e-6, weight_decay=0.01, beta=0.01,
                             max_new_tokens=8192, rollout_batch=8, micro_batch=1, save_every=10)),
 }
@@ -69,6 +71,10 @@ def parse_args(argv=None):
     ap.add_argument("--sft-command-lr-scale", type=float, help="warm-up: the <call>/</call> rows learn this much faster")
     ap.add_argument("--warmup-temperature", type=float, help="sampling temperature of the warm-up data (D11)")
     ap.add_argument("--warmup-max-exponent", type=int, help="warm-up n = d * 10^j, j in 0..this (D11: 3)")
+    ap.add_argument("--warmup-unsure-below", type=lambda s: s if s == "none" else float(s), metavar="P|none",
+                    help="warm-up commands only where the student's top-1 probability < P (none: anywhere, D11)")
+    ap.add_argument("--sft-commands-only", type=lambda s: s.lower() in ("1", "true", "yes"), metavar="BOOL",
+                    help="warm-up trains only the <call>/</call> rows (false: the whole student, as the paper)")
     ap.add_argument("--device")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], help="teacher and reference dtype")
     ap.add_argument("--resume", action="store_true", help="continue from run_dir/checkpoint")
@@ -92,8 +98,11 @@ def parse_args(argv=None):
     if isinstance(args.test_data, (str, Path)):
         args.test_data = [args.test_data]
     args.warmup = args.warmup or Path(args.run_dir) / "warmup"
-    overrides = ("sft_lr", "sft_epochs", "sft_command_lr_scale", "warmup_temperature", "warmup_max_exponent")
+    overrides = ("sft_lr", "sft_epochs", "sft_command_lr_scale", "sft_commands_only", "warmup_temperature",
+                 "warmup_max_exponent", "warmup_unsure_below")
     preset = {**preset, **{k: getattr(args, k) for k in overrides if getattr(args, k) is not None}}
+    if preset["warmup_unsure_below"] == "none":
+        preset["warmup_unsure_below"] = None
     grpo = {**preset["grpo"], **{f.name: getattr(args, f.name) for f in fields(GRPOConfig)
                                  if getattr(args, f.name) is not None}}
     return args, preset, grpo
@@ -129,11 +138,12 @@ def main(argv=None):
             examples = make_warmup_examples(student, tokenizer, questions[:preset["warmup_questions"]],
                                             temperature=preset["warmup_temperature"],
                                             max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
-                                            max_exponent=preset["warmup_max_exponent"])
+                                            max_exponent=preset["warmup_max_exponent"],
+                                            unsure_below=preset["warmup_unsure_below"])
             save_jsonl([{k: v for k, v in e.items()} for e in examples], Path(args.run_dir) / "warmup_data.jsonl")
             train_sft(student, examples, epochs=preset["sft_epochs"], lr=preset["sft_lr"],
                       batch_size=preset["sft_batch"], seed=cfg.seed, commands=tokenizer.commands,
-                      command_lr_scale=preset["sft_command_lr_scale"])
+                      command_lr_scale=preset["sft_command_lr_scale"], commands_only=preset["sft_commands_only"])
         student.save_pretrained(args.warmup, tokenizer)
     else:
         print(f"[1/3] warm-up checkpoint found: {args.warmup}")

@@ -1,6 +1,7 @@
-"""Warm-up SFT (paper §3.1): cross-entropy on response tokens, command tokens included.
+r"""Warm-up SFT (paper §3.1): cross-entropy on response tokens, command tokens included.
 
-    python scripts/train_sft.py runs/toy/warmup_data.jsonl runs/toy/warmup --epochs 2 --lr 1e-4 --command-lr-scale 100
+    python scripts/train_sft.py runs/toy/warmup_data.jsonl runs/toy/warmup --epochs 2 --lr 1e-4 \
+        --command-lr-scale 100 --commands-only          # the toy preset's settings
 
 Reads the rows written by scripts/make_warmup.py (`prompt_ids`, `response_ids`) and saves the warm-up
 student in Hugging Face layout with its tokenizer; scripts/train_grpo.py --warmup DIR starts from it.
@@ -29,6 +30,8 @@ def main():
     ap.add_argument("--command-lr-scale", type=float, default=1.0,
                     help="the <call>/</call> rows learn this many times faster (new tokens, D1); "
                          "1 is the paper (and its preset); the toy preset uses 100")
+    ap.add_argument("--commands-only", action="store_true",
+                    help="train only the <call>/</call> rows, the rest of the student stays as it is (the toy preset)")
     ap.add_argument("--warmup-ratio", type=float, default=0.03)
     ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--device", default="cpu")
@@ -46,7 +49,8 @@ def main():
     student.gradient_checkpointing = args.gradient_checkpointing
     losses = train_sft(student, examples, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, seed=args.seed,
-                       commands=tok.commands, command_lr_scale=args.command_lr_scale)
+                       commands=tok.commands, command_lr_scale=args.command_lr_scale,
+                       commands_only=args.commands_only)
     student.save_pretrained(args.out, tok)
     print(f"final loss {losses[-1]:.4f}; warm-up student -> {args.out}")
 

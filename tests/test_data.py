@@ -138,6 +138,28 @@ def test_max_exponent_bounds_the_magnitude_of_n(max_exponent, seed):
         assert is_d_times_power_of_ten(n) or n == len(response) - t
 
 
+@given(st.lists(st.integers(0, 99), min_size=1, max_size=40), st.data(), st.integers(0, 2**32))
+def test_commands_go_only_at_the_allowed_boundaries(response, data, seed):
+    """The toy preset's placement: commands only where the student was unsure (any given set of boundaries)."""
+    allowed = data.draw(st.sets(st.integers(0, len(response) - 1)))
+    out = insert_commands(response, CMD, random.Random(seed), 3, boundaries=allowed)
+    back, found = split_commands(out)
+    assert back == response
+    assert len(found) <= min(3, len(allowed))
+    assert {t for t, _ in found} <= allowed
+
+
+def test_allowed_boundaries_cover_every_count_and_all_boundaries_match_d11():
+    counts = Counter(len(split_commands(insert_commands(list(range(50)), CMD, random.Random(s), 3,
+                                                        boundaries=[4, 9]))[1]) for s in range(300))
+    assert set(counts) == {0, 1, 2}, "k ~ U{0..3}, capped by the two allowed boundaries"
+    for s in range(20):
+        everywhere = insert_commands(list(range(50)), CMD, random.Random(s), boundaries=range(50))
+        assert everywhere == insert_commands(list(range(50)), CMD, random.Random(s))
+    with pytest.raises(ValueError, match="boundaries must lie in 0..49"):
+        insert_commands(list(range(50)), CMD, random.Random(0), boundaries=[50])
+
+
 def test_insertion_is_reproducible_and_loss_mask_is_callers_job():
     a = insert_commands(list(range(30)), CMD, random.Random(5))
     assert a == insert_commands(list(range(30)), CMD, random.Random(5))

@@ -16,7 +16,8 @@ from relay_ref.checkpoint import load_model
 from relay_ref.data import insert_commands
 from relay_ref.grpo import GRPOConfig, NonFiniteLoss, train_grpo
 from relay_ref.model import Qwen3Config, Qwen3ForCausalLM
-from relay_ref.sft import collate, make_warmup_examples, step_with_command_rows, train_sft
+from relay_ref.sft import (collate, make_warmup_examples, step_with_command_rows, train_sft,
+                           unsure_boundaries)
 from relay_ref.tokenizer import Tokenizer
 
 QUESTIONS = [{"problem": f"{a}+{b}", "answer": str(a + b)} for a in range(4) for b in range(3)]
@@ -157,3 +158,71 @@ def test_command_rows_move_scale_times_as_far_and_nothing_else_changes(tied):
     for key in plain:
         if key not in ("model.embed_tokens.weight", "lm_head.weight"):
             torch.testing.assert_close(boosted[key], plain[key], rtol=0, atol=0)
+
+
+def test_unsure_boundaries_are_the_tokens_the_model_gave_under_the_threshold(world):
+    """Boundary t is allowed when the model's top-1 probability for response[t], given all before it, is < P."""
+    tok, student, _ = world
+    prompt, response = tok.chat_prompt("2+3"), tok.encode("2+3=5 so \\boxed{5}")
+    with torch.no_grad():
+        probs = torch.softmax(student(torch.tensor([prompt + response]))[0], dim=-1)
+    top1 = [probs[len(prompt) - 1 + t].max().item() for t in range(len(response))]
+    threshold = sorted(top1)[len(top1) // 2]
+    assert unsure_boundaries(student, [prompt], [response], threshold) == [[t for t, p in enumerate(top1)
+                                                                             if p < threshold]]
+    assert unsure_boundaries(student, [prompt], [response], 0.0) == [[]]
+    assert unsure_boundaries(student, [prompt], [response], 1.01) == [list(range(len(response)))]
+
+
+def test_warmup_commands_land_only_where_the_student_was_unsure(world, monkeypatch):
+    tok, student, _ = world
+    c = tok.commands
+    # Fixed "samples" with no command tokens in them, so every command found was inserted.
+    texts = ["1+2=3 so \\boxed{3}", "3+2=5 so \\boxed{5}", "2+0=2 so \\boxed{2}"] * 4
+    monkeypatch.setattr("relay_ref.sft.generate", lambda model, prompts, *a, **kw: [tok.encode(texts[i])
+                                                                                   for i in range(len(prompts))])
+    threshold = 0.016  # about the median top-1 probability of this random model: half the boundaries qualify
+    placed, allowed_total, boundaries_total = 0, 0, 0
+    for q, e in zip(QUESTIONS, make_warmup_examples(student, tok, QUESTIONS, seed=0, unsure_below=threshold)):
+        ids, response, boundaries, i = e["response_ids"], [], [], 0
+        while i < len(ids):  # undo the insertion: the response, and the boundary of every command
+            if ids[i] == c.call_id:
+                boundaries.append(len(response))
+                i = ids.index(c.end_id, i)
+            else:
+                response.append(ids[i])
+            i += 1
+        allowed = set(unsure_boundaries(student, [e["prompt_ids"]], [response], threshold)[0])
+        assert set(boundaries) <= allowed
+        placed, allowed_total, boundaries_total = placed + len(boundaries), allowed_total + len(allowed), \
+            boundaries_total + len(response)
+    assert placed > 0 and 0 < allowed_total < boundaries_total * 0.8, "the threshold leaves a real choice"
+    assert all(c.call_id not in e["response_ids"]
+               for e in make_warmup_examples(student, tok, QUESTIONS, seed=0, unsure_below=0.0))
+
+
+def test_commands_only_warmup_moves_the_command_rows_and_nothing_else(world):
+    tok, student, _ = world
+    examples = make_warmup_examples(student, tok, QUESTIONS, max_new_tokens=10, seed=0)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    train_sft(student, examples, epochs=1, batch_size=4, lr=1e-2, commands=tok.commands, command_lr_scale=10,
+              commands_only=True)
+    rows = torch.tensor([tok.commands.call_id, tok.commands.end_id])
+    for key, value in student.state_dict().items():
+        changed = (value != before[key]).reshape(value.shape[0], -1).any(dim=-1) if value.dim() else value != before[key]
+        if key in ("model.embed_tokens.weight", "lm_head.weight"):
+            assert changed[rows].all() and not changed.sum() > len(rows), key
+        else:
+            assert not changed.any(), f"{key} moved in a commands-only warm-up"
+    assert all(p.requires_grad for p in student.parameters()), "GRPO trains the whole student afterwards"
+    with pytest.raises(ValueError, match="weight_decay=0"):
+        train_sft(student, examples, commands=tok.commands, commands_only=True, weight_decay=0.01)
+
+
+def test_commands_only_warmup_unfreezes_the_student_after_a_non_finite_loss(world, monkeypatch):
+    tok, student, _ = world
+    examples = make_warmup_examples(student, tok, QUESTIONS[:4], max_new_tokens=6, seed=0)
+    monkeypatch.setattr("relay_ref.sft.sft_loss", lambda *a: torch.tensor(float("nan"), requires_grad=True))
+    with pytest.raises(FloatingPointError, match="step 0"):
+        train_sft(student, examples, commands=tok.commands, commands_only=True)
+    assert all(p.requires_grad for p in student.parameters())
