@@ -37,11 +37,12 @@ PRESETS = {
                 run_dir=ROOT / "runs/toy", device="cpu", dtype="float32", autocast=False,
                 # A 1M-parameter student is poorly calibrated at T = 1 (the previous toy student: 26% vs 40%
                 # greedy) and learns its own T = 1 noise in the warm-up, so the toy samples at 0.6. Its responses
-                # are ~55 tokens, so warm-up spans are n = d (1-9), not d * 10^k. Any warm-up of its body cost
-                # it 1-4 points alone, so the warm-up trains only the command tokens' rows, and puts the commands
-                # where the student was unsure (top-1 < 0.5) so those rows learn where a call helps. In GRPO the
-                # rows learn 100x faster than the body: calls are learned in 60 steps while the body trains at
-                # an lr low enough to wear little of the student's own text (PAPER_NOTES.md, benchmarks §2).
+                # are ~55 tokens, so warm-up spans are n = d (1-9), not d * 10^k. Each warm-up that trained its
+                # body cost it 1-4 points alone, so the warm-up trains only the command tokens' rows, and puts the
+                # commands where the student was unsure (top-1 < 0.5) so those rows learn where a call helps. In
+                # GRPO the rows learn 100x faster than the body: calls are learned in 60 steps while the body
+                # trains at an lr low enough to wear little of the student's own text, and beta 0.1 keeps it near
+                # the warm-up's body, which is the base student's (PAPER_NOTES.md, docs/benchmarks.md §2).
                 warmup_questions=2000, warmup_temperature=0.6, warmup_max_exponent=0, warmup_unsure_below=0.5,
                 sft_epochs=2, sft_lr=1e-4, sft_batch=32, sft_command_lr_scale=100.0, sft_commands_only=True,
                 grpo=dict(steps=60, prompts_per_step=16, group_size=8, lr=3e-5, weight_decay=0.01, beta=0.1,
