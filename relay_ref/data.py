@@ -83,7 +83,7 @@ def insert_commands(response: list[int], commands: CommandTokens, rng: random.Ra
     """
     response = list(response)
     allowed = range(len(response)) if boundaries is None else sorted(set(boundaries))
-    if any(not 0 <= t < len(response) for t in allowed):
+    if boundaries is not None and any(not 0 <= t < len(response) for t in allowed):
         raise ValueError(f"boundaries must lie in 0..{len(response) - 1} (before a response token)")
     k = min(rng.randint(0, max_commands), len(allowed))
     out, prev = [], 0
