@@ -70,6 +70,11 @@ def make_warmup_examples(student, tokenizer, questions, *, temperature=1.0, max_
     return examples
 
 
+def command_row_weights(model) -> list:
+    """embed_tokens.weight and lm_head.weight, the tensors that hold the command tokens' rows (once if tied)."""
+    return list({id(w): w for w in (model.model.embed_tokens.weight, model.lm_head.weight)}.values())
+
+
 def step_with_command_rows(optimizer, model, commands=None, scale: float = 1.0) -> None:
     """`optimizer.step()`, then the embedding and lm_head rows of `<call>` and `</call>` (`commands`, a
     CommandTokens) moved `scale` times as far.
@@ -80,7 +85,7 @@ def step_with_command_rows(optimizer, model, commands=None, scale: float = 1.0) 
     if scale == 1 or commands is None:
         optimizer.step()
         return
-    weights = list({id(w): w for w in (model.model.embed_tokens.weight, model.lm_head.weight)}.values())  # tied: once
+    weights = command_row_weights(model)
     rows = [commands.call_id, commands.end_id]
     before = [w.detach()[rows].clone() for w in weights]
     optimizer.step()
@@ -92,7 +97,7 @@ def step_with_command_rows(optimizer, model, commands=None, scale: float = 1.0) 
 def freeze_all_but_command_rows(model, commands):
     """Only the `<call>`/`</call>` rows of embed_tokens and lm_head keep a gradient; returns those weights
     and an `undo()`. Adam leaves an entry whose gradient is always zero where it is (with no weight decay)."""
-    weights = list({id(w): w for w in (model.model.embed_tokens.weight, model.lm_head.weight)}.values())
+    weights = command_row_weights(model)
     was = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(any(p is w for w in weights))
