@@ -50,6 +50,7 @@ class GRPOConfig:
     reward: str = "difficulty"  # or "simple" (paper Eq. 3)
     independence_bonus: float = 1.5  # ablation: 1.0
     exploration: bool = True  # ablation: False sets rho -> 0 in Teacher-Unsolvable
+    advantage_scale: str = "group"  # paper Eq. 2; "none": r - mean (grpo.md (b))
     train_on_teacher_tokens: bool = False  # True reproduces the released code (D8)
     fixed_call_tokens: int | None = None  # paper §5.4 Fixed-k
     max_calls: int | None = None
@@ -107,7 +108,7 @@ def rollout(policy, teacher, tokenizer, questions, cfg: GRPOConfig, step: int) -
                "frac_zero_std": sum(max(rewards[g * G:(g + 1) * G]) - min(rewards[g * G:(g + 1) * G]) <= 1e-9
                                     for g in range(len(questions))) / len(questions)}
     return {"prompts": prompts, "tokens": tokens, "masks": [loss_mask(a, cfg.train_on_teacher_tokens) for a in authors],
-            "advantages": group_advantages(rewards, groups), "metrics": metrics}
+            "advantages": group_advantages(rewards, groups, scale=cfg.advantage_scale), "metrics": metrics}
 
 
 def update(policy, ref, optimizer, batch: dict, cfg: GRPOConfig, commands=None) -> dict:

@@ -1,7 +1,8 @@
 """The GRPO objective with a per-token loss mask (paper §3.2.1, Eq. 1-2; decisions D8, D9; grpo.md (a), (b)).
 
 - `group_advantages`: A_i = (r_i - mean_g) / (std_g + eps) per group, unbiased std, float64; exactly 0 for
-  a group whose rewards are all equal (D9).
+  a group whose rewards are all equal (D9). `scale="none"` keeps A_i = r_i - mean_g (grpo.md (b), Dr. GRPO):
+  a group whose rewards differ by a few hundredths then gets a few-hundredths advantage, not a full one.
 - `token_logprobs`: per-token log pi(y_t | y_<t) at a sampling temperature, with the lm_head applied in time
   chunks so the [B, T, vocab] fp32 logits are never held at once (151,936 columns for Qwen3).
 - `grpo_loss`: the clipped per-token-ratio surrogate plus beta * k3 KL to the reference model, summed over
@@ -15,8 +16,11 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 
-def group_advantages(rewards, group_ids, eps: float = 1e-6) -> torch.Tensor:
-    """Paper Eq. 2 per group: (r - mean) / (std_unbiased + eps) -> [N] float32, by group id (not prompt text)."""
+def group_advantages(rewards, group_ids, eps: float = 1e-6, scale: str = "group") -> torch.Tensor:
+    """Paper Eq. 2 per group: (r - mean) / (std_unbiased + eps) -> [N] float32, by group id (not prompt text).
+    scale="none": r - mean (grpo.md (b))."""
+    if scale not in ("group", "none"):
+        raise ValueError(f"advantage scale {scale!r}: choose 'group' (paper Eq. 2) or 'none'")
     r = torch.as_tensor(rewards, dtype=torch.float64).detach().cpu()
     g = torch.as_tensor(group_ids).detach().cpu()
     if r.shape != g.shape or r.dim() != 1:
@@ -29,7 +33,7 @@ def group_advantages(rewards, group_ids, eps: float = 1e-6) -> torch.Tensor:
             raise ValueError(f"group {gid.item()} has {len(rg)} rollout(s); GRPO needs G >= 2")
         # Equal rewards must give exactly 0: the eps-division would otherwise leave a same-signed residue.
         if rg.max() - rg.min() > 1e-9:
-            adv[members] = (rg - rg.mean()) / (rg.std(unbiased=True) + eps)
+            adv[members] = (rg - rg.mean()) / ((rg.std(unbiased=True) + eps) if scale == "group" else 1.0)
     return adv.float()
 
 

@@ -92,6 +92,21 @@ def test_advantages_worked_example():
     assert adv == pytest.approx(want, rel=1e-6)
 
 
+@given(groups)
+def test_unscaled_advantages_are_reward_minus_group_mean(groups_):
+    # grpo.md (b) scale=none: a group whose rewards differ by 0.1 gets advantages of a few hundredths, where
+    # Eq. 2's division by the group's std would blow them up to about +-1.
+    rewards = [r for g in groups_ for r in g]
+    adv = group_advantages(rewards, [i for i, g in enumerate(groups_) for _ in g], scale="none").tolist()
+    want = [r - sum(g) / len(g) if max(g) > min(g) else 0.0 for g in groups_ for r in g]
+    assert adv == pytest.approx(want, abs=1e-6)
+
+
+def test_unknown_advantage_scale_is_refused():
+    with pytest.raises(ValueError, match="advantage scale 'batch'"):
+        group_advantages([1.0, 0.0], [0, 0], scale="batch")
+
+
 def test_group_of_one_is_refused():
     with pytest.raises(ValueError, match="G >= 2"):
         group_advantages([1.0, 0.0, 0.5], [0, 0, 1])
