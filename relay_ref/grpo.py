@@ -62,6 +62,14 @@ class GRPOConfig:
     save_every: int = 10
     seed: int = 0
 
+    def __post_init__(self):  # fail at configuration time, not after the warm-up has run
+        if self.reward not in ("difficulty", "simple"):
+            raise ValueError(f"reward {self.reward!r}: choose 'difficulty' (D10) or 'simple' (Eq. 3)")
+        if self.advantage_scale not in ("group", "none"):
+            raise ValueError(f"advantage_scale {self.advantage_scale!r}: choose 'group' (Eq. 2) or 'none'")
+        if self.group_size < 2:
+            raise ValueError(f"group_size {self.group_size}: GRPO needs G >= 2 samples per question")
+
 
 class NonFiniteLoss(FloatingPointError):
     pass

@@ -95,6 +95,14 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(world, tm
     assert torch.equal(params(load_model(tmp_path / "checkpoint")), saved)
 
 
+@pytest.mark.parametrize("bad, message", [({"reward": "simpel"}, "reward 'simpel'"),
+                                          ({"advantage_scale": "batch"}, "advantage_scale 'batch'"),
+                                          ({"group_size": 1}, "G >= 2")])
+def test_a_bad_grpo_setting_is_refused_when_the_config_is_made(bad, message):
+    with pytest.raises(ValueError, match=message):
+        GRPOConfig(**bad)
+
+
 def test_collate_masks_response_tokens_only_and_finds_padding_by_length():
     ids, mask = collate([[1, 2, 3], [4]], [[5, 6], [7, 8, 9]], [[True, False], [True, True, True]])
     assert ids.tolist() == [[1, 2, 3, 5, 6], [4, 7, 8, 9, 0]]
