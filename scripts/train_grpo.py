@@ -42,14 +42,15 @@ PRESETS = {
                 # commands where the student was unsure (top-1 < 0.5) so those rows learn where a call helps. In
                 # GRPO the rows learn 100x faster than the body: calls are learned in 60 steps while the body
                 # trains at an lr low enough to wear little of the student's own text, and beta 0.1 keeps it near
-                # the warm-up's body, which is the base student's. Advantages are r - mean, not divided by the
-                # group's std: a Teacher-Unsolvable group's rewards are call ratios a few hundredths apart, and
-                # Eq. 2 blew them up to +-1, pushing up the student's own wrong text in the responses that
-                # called more (PAPER_NOTES.md, docs/benchmarks.md §2).
+                # the warm-up's body, which is the base student's. The exploration reward is off (Table 3's
+                # ablation): a Teacher-Unsolvable group's rewards are call ratios a few hundredths apart, Eq. 2
+                # blows them up to +-1 advantages, and they pushed up the student's own wrong text in the
+                # responses that called more; the warm-up already calls where the student is unsure, so
+                # nothing needs exploring (PAPER_NOTES.md, docs/benchmarks.md §2).
                 warmup_questions=2000, warmup_temperature=0.6, warmup_max_exponent=0, warmup_unsure_below=0.5,
                 sft_epochs=2, sft_lr=1e-4, sft_batch=32, sft_command_lr_scale=100.0, sft_commands_only=True,
                 grpo=dict(steps=60, prompts_per_step=16, group_size=8, lr=3e-5, weight_decay=0.01, beta=0.1,
-                          advantage_scale="none",
+                          exploration=False,
                           temperature=0.6, updates_per_step=1, command_lr_scale=100.0, max_new_tokens=128,
                           rollout_batch=128, micro_batch=32, save_every=10)),
     # Paper Table 7: AdamW lr 1e-6, wd 1e-2, 32 prompts x G 8, T 1.0, beta 0.01, 8,192 response tokens.
