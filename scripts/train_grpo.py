@@ -62,6 +62,8 @@ PRESETS = {
                             max_new_tokens=8192, rollout_batch=8, micro_batch=1, save_every=10)),
 }
 
+CHOICES = {"reward": ("difficulty", "simple"), "advantage_scale": ("group", "none")}  # GRPOConfig checks them too
+
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -95,8 +97,7 @@ def parse_args(argv=None):
             ap.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), metavar="BOOL")
         else:
             kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0], None)
-            ap.add_argument(flag, type=kind or (lambda s: None if s == "none" else float(s)),
-                            choices={"reward": ("difficulty", "simple"), "advantage_scale": ("group", "none")}.get(f.name))
+            ap.add_argument(flag, type=kind or (lambda s: None if s == "none" else float(s)), choices=CHOICES.get(f.name))
     args = ap.parse_args(argv)
     preset = PRESETS[args.preset]
     for key in ("student", "teacher", "train_data", "test_data", "run_dir", "device", "dtype"):
