@@ -25,11 +25,13 @@ from tqdm.auto import tqdm
 
 from .answers import is_correct
 from .commands import TEACHER, call_ratio, loss_mask, teacher_view
-from .grpo_loss import group_advantages, grpo_loss, token_logprobs
+from .grpo_loss import ADVANTAGE_SCALES, group_advantages, grpo_loss, token_logprobs
 from .relay import relay_generate
 from .rewards import group_rewards, simple_rewards
 from .run_state import find_checkpoint, load_checkpoint, save_checkpoint
 from .sft import collate, step_with_command_rows
+
+REWARDS = ("difficulty", "simple")  # D10's difficulty-aware table; Eq. 3
 
 
 @dataclass
@@ -63,9 +65,9 @@ class GRPOConfig:
     seed: int = 0
 
     def __post_init__(self):  # fail at configuration time, not after the warm-up has run
-        if self.reward not in ("difficulty", "simple"):
+        if self.reward not in REWARDS:
             raise ValueError(f"reward {self.reward!r}: choose 'difficulty' (D10) or 'simple' (Eq. 3)")
-        if self.advantage_scale not in ("group", "none"):
+        if self.advantage_scale not in ADVANTAGE_SCALES:
             raise ValueError(f"advantage_scale {self.advantage_scale!r}: choose 'group' (Eq. 2) or 'none'")
         if self.group_size < 2:
             raise ValueError(f"group_size {self.group_size}: GRPO needs G >= 2 samples per question")

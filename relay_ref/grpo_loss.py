@@ -15,11 +15,12 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
+ADVANTAGE_SCALES = ("group", "none")  # paper Eq. 2; r - mean (grpo.md (b))
 
 def group_advantages(rewards, group_ids, eps: float = 1e-6, scale: str = "group") -> torch.Tensor:
     """Paper Eq. 2 per group: (r - mean) / (std_unbiased + eps) -> [N] float32, by group id (not prompt text).
     scale="none": r - mean (grpo.md (b))."""
-    if scale not in ("group", "none"):
+    if scale not in ADVANTAGE_SCALES:
         raise ValueError(f"advantage scale {scale!r}: choose 'group' (paper Eq. 2) or 'none'")
     r = torch.as_tensor(rewards, dtype=torch.float64).detach().cpu()
     g = torch.as_tensor(group_ids).detach().cpu()

@@ -25,7 +25,8 @@ import torch
 from relay_ref.checkpoint import load_model, resolve_checkpoint
 from relay_ref.data import load_questions, save_jsonl
 from relay_ref.evaluation import evaluate
-from relay_ref.grpo import GRPOConfig, NonFiniteLoss, train_grpo
+from relay_ref.grpo import REWARDS, GRPOConfig, NonFiniteLoss, train_grpo
+from relay_ref.grpo_loss import ADVANTAGE_SCALES
 from relay_ref.sft import make_warmup_examples, train_sft
 from relay_ref.tokenizer import load_tokenizer
 
@@ -62,7 +63,11 @@ PRESETS = {
                             max_new_tokens=8192, rollout_batch=8, micro_batch=1, save_every=10)),
 }
 
-CHOICES = {"reward": ("difficulty", "simple"), "advantage_scale": ("group", "none")}  # GRPOConfig checks them too
+CHOICES = {"reward": REWARDS, "advantage_scale": ADVANTAGE_SCALES}
+
+
+def as_bool(s: str) -> bool:
+    return s.lower() in ("1", "true", "yes")
 
 
 def parse_args(argv=None):
@@ -81,7 +86,7 @@ def parse_args(argv=None):
     ap.add_argument("--warmup-max-exponent", type=int, help="warm-up n = d * 10^j, j in 0..this (D11: 3)")
     ap.add_argument("--warmup-unsure-below", type=lambda s: s if s == "none" else float(s), metavar="P|none",
                     help="warm-up commands only where the student's top-1 probability < P (none: anywhere, D11)")
-    ap.add_argument("--sft-commands-only", type=lambda s: s.lower() in ("1", "true", "yes"), metavar="BOOL",
+    ap.add_argument("--sft-commands-only", type=as_bool, metavar="BOOL",
                     help="warm-up trains only the <call>/</call> rows (false: the whole student, as the paper)")
     ap.add_argument("--device")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], help="teacher and reference dtype")
@@ -94,7 +99,7 @@ def parse_args(argv=None):
     for f in fields(GRPOConfig):  # every GRPO knob is a flag: --steps, --lr, --reward, --beta, ...
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool",) or isinstance(f.default, bool):
-            ap.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), metavar="BOOL")
+            ap.add_argument(flag, type=as_bool, metavar="BOOL")
         else:
             kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0], None)
             ap.add_argument(flag, type=kind or (lambda s: None if s == "none" else float(s)), choices=CHOICES.get(f.name))
