@@ -30,8 +30,8 @@ def row_key(seed: int, salt: int, row):
 
 
 def uniform(key, position):
-    """U(0, 1) from a row key and a counter, on 24 bits (a float32 mantissa): never exactly 0 or 1."""
-    return ((mix((key + position * 0x9E3779B1) & M32) >> 8) + 0.5) / 2 ** 24
+    """U(0, 1) from a row key and a counter on a 2^-23 grid, exact in float32: never exactly 0 or 1."""
+    return ((mix((key + position * 0x9E3779B1) & M32) >> 9) + 0.5) / 2 ** 23
 
 
 def exp_noise(keys, positions, vocab: int):
