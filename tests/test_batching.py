@@ -209,8 +209,11 @@ def test_a_prompt_longer_than_the_context_is_refused():
 
 
 def test_max_calls_caps_random_calls_too():
-    out = relay([[10]] * 4, random_calls=(1.0, 2), max_calls=1, temperature=0.0)
-    assert out.calls == [1] * 4
+    student, teacher = lookup({}, other=11), lookup({}, other=20)  # writes 11 forever; writes 20 forever
+    for max_calls, calls in [(None, 8), (1, 1)]:
+        out = relay_generate(student, teacher, [[10]] * 2, commands=CMDS, max_new_tokens=24, eos_ids=(EOS,),
+                             random_calls=(1.0, 2), max_calls=max_calls)
+        assert out.calls == [calls] * 2  # every student token calls: 11 20 20, 11 20 20, ...
 
 
 # --- the callers (issue #15 items 11 and 12) ---------------------------------------------------------
