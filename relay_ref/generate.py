@@ -2,9 +2,8 @@
 
 Ragged prompts need no left padding: each row has its own slot and positions (see kv_cache.py).
 A row stops after it emits an EOS id (included in its output) or after max_new_tokens (0: empty rows).
-`slots=S` (default: all prompts at once) is continuous batching: at most S rows decode at a time and a
-finished row's slot takes the next waiting prompt at once. A row's samples are a pure function of (seed,
-prompt index, position), whatever `slots` is and whichever rows share its batch (sampling.py).
+`slots=S` (default: all prompts) is continuous batching, as in relay.py; a row's samples are a pure function
+of (seed, prompt index, position), whatever `slots` is (sampling.py).
 """
 from __future__ import annotations
 

@@ -19,14 +19,11 @@ Modes for the paper's experiments: `teacher_free` bans the command tokens by a l
 calls per response (later well-formed commands are not executed), `teacher_temperature` (D4), and
 `random_calls=(q, k)`: a token-level random caller that, after each student token, hands the next k
 tokens to the teacher with probability q and no command (the D14 baseline at a matched call ratio).
-`max_calls` caps random calls too. `fixed_call_tokens`, `max_call_tokens` and k are None or >= 1 (0 is
-refused, not read as unset); `max_new_tokens=0` gives empty responses.
-
-Continuous batching: `slots=S` (default: every prompt at once) decodes at most S rows at a time; when a row
-ends, its slot takes the next waiting prompt at once, in prompt order, while the other rows go on. Batch
-invariance: every random draw of a row (student sample, teacher sample, the random caller's coin) is a pure
-function of (seed, stream, prompt index, position), sampling.py; so for a given seed each response is the
-same whatever `slots` is and whichever rows share its batch, up to floating-point batch effects on logits.
+`max_calls` caps random calls too; `fixed_call_tokens`, `max_call_tokens` and k are None or >= 1 (0 is
+refused). `slots=S` (default: all prompts) is continuous batching: at most S rows decode at a time, and a
+finished row's slot takes the next waiting prompt at once. Every random draw of a row (student, teacher,
+the random caller's coin) is a pure function of (seed, stream, prompt index, position) (sampling.py): for
+a seed, each response is the same whatever `slots` is, up to floating-point batch effects on the logits.
 """
 from __future__ import annotations
 
@@ -38,7 +35,7 @@ from .commands import COMMAND, TEACHER, CommandParser
 from .runner import ModelRunner, admit, check_requests
 from .sampling import row_key, uniform
 
-STUDENT_MODE, TEACHER_MODE, DONE = 0, 1, 2
+STUDENT_MODE, TEACHER_MODE = 0, 1  # a row that is done has no slot
 
 
 @dataclass
@@ -83,9 +80,10 @@ def relay_generate(student, teacher, prompts, *, commands, max_new_tokens, eos_i
                         banned_ids=command_ids, vocab_limit=teacher_vocab_limit, cuda_graphs=cuda_graphs)
     teacher_view = [list(p) for p in prompts]  # append-only: authorship is known when a token is written
     parsers = [CommandParser(commands) for _ in range(N)]
-    mode, left, caught_up = [STUDENT_MODE] * N, [0] * N, [False] * N
+    mode, left = [STUDENT_MODE] * N, [0] * N
     slot_of, waiting, s_next, t_next = {}, list(range(N)), {}, {}  # slot_of: live row -> its cache slot
     while True:
+        catch = []  # rows whose call starts now: the teacher catches up their view
         for r in list(slot_of):
             if mode[r] == TEACHER_MODE:
                 token, author, n = t_next[r], TEACHER, None
@@ -98,8 +96,7 @@ def relay_generate(student, teacher, prompts, *, commands, max_new_tokens, eos_i
             if author != COMMAND:
                 teacher_view[r].append(token)
             if token in eos_ids and author != COMMAND or len(tokens[r]) >= max_new_tokens:
-                mode[r] = DONE
-                del slot_of[r]  # the slot is free for the next waiting prompt
+                del slot_of[r]  # done: the slot is free for the next waiting prompt
                 continue
             if mode[r] == TEACHER_MODE:
                 mode[r] = STUDENT_MODE if left[r] == 0 else TEACHER_MODE
@@ -114,7 +111,8 @@ def relay_generate(student, teacher, prompts, *, commands, max_new_tokens, eos_i
             else:
                 continue
             left[r] = min(n, max_new_tokens - len(tokens[r]), max_call_tokens or n)
-            mode[r], caught_up[r], calls[r] = TEACHER_MODE, False, calls[r] + 1
+            mode[r], calls[r] = TEACHER_MODE, calls[r] + 1
+            catch.append(r)
         new = admit(slot_of, S, waiting)
         if not slot_of:
             break
@@ -124,14 +122,11 @@ def relay_generate(student, teacher, prompts, *, commands, max_new_tokens, eos_i
             s_next.update(zip(new, s_run.extend([slot_of[r] for r in new], [list(prompts[r]) for r in new], new).tolist()))
         if old:
             s_next.update(zip(old, s_run.decode([slot_of[r] for r in old], [tokens[r][-1] for r in old], old).tolist()))
-        catch = [r for r in old if mode[r] == TEACHER_MODE and not caught_up[r]]
-        going = [r for r in old if mode[r] == TEACHER_MODE and caught_up[r]]
+        going = [r for r in old if mode[r] == TEACHER_MODE and r not in catch]
         t_next = {}
         if catch:
             t_next.update(zip(catch, t_run.extend([slot_of[r] for r in catch], [teacher_view[r] for r in catch],
                                                   catch).tolist()))
-            for r in catch:
-                caught_up[r] = True
         if going:
             t_next.update(zip(going, t_run.decode([slot_of[r] for r in going], [tokens[r][-1] for r in going],
                                                   going).tolist()))

@@ -10,12 +10,9 @@ Paper §3.1 (relay inference) needs two models that each keep a cache over their
   KV-length bucket) is captured once in a CUDA graph and replayed; elsewhere the same `step` runs eagerly.
 
 `step` is a pure function of static tensors: no `.item()`, no `.tolist()`, no data-dependent branch.
-Its random draws come from per-row keys (`rows`: the prompt index of each row, sampling.py), so a row's
-sample never depends on its slot or on the other rows of the batch.
-
-Continuous batching (`check_requests`, `admit`): a sampler owns `slots` cache slots and more prompts than
-that; a finished row's slot goes to the next waiting prompt, which `extend` catches up from whatever
-prefix the slot still holds (the chat-template head, or the same prompt for a GRPO group).
+Its draws are keyed by `rows` (prompt indices, sampling.py), never by slot or batch. Continuous batching
+(`admit`): a finished row's slot goes to the next waiting prompt, and `extend` catches it up from whatever
+prefix the slot still holds (the chat-template head, the same prompt of a GRPO group).
 """
 from __future__ import annotations
 
@@ -45,8 +42,7 @@ def check_requests(prompts, max_new_tokens: int, slots: int | None, **models) ->
     for name, model in models.items():
         V, ctx = model.config.vocab_size, model.config.max_position_embeddings
         for r, p in enumerate(prompts):
-            if min(p) < 0 or max(p) >= V:
-                i, t = next((i, t) for i, t in enumerate(p) if not 0 <= t < V)
+            for i, t in ((i, t) for i, t in enumerate(p) if not 0 <= t < V):
                 raise ValueError(f"prompt {r}, position {i}: token id {t} is outside the {name}'s {V} embedding rows")
             if len(p) >= ctx:
                 raise ValueError(f"prompt {r} has {len(p)} tokens: the {name}'s context is {ctx} positions")

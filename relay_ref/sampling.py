@@ -1,13 +1,11 @@
 """Next-token sampling without host syncs, and random draws that do not depend on the batch.
 
-A categorical draw is made by the exponential race: argmax(p / E) with E ~ Exp(1) elementwise is an
-exact sample from p (the Gumbel-max trick in disguise) and, unlike `torch.multinomial`, never syncs
-with the host. E is counter-based: `exp_noise` hashes (row key, position, vocabulary index) with fixed
-integer arithmetic, so a row's draws are a pure function of (seed, stream salt, prompt index, position)
-and nothing else: not of the other rows in its batch, of its slot, or of when it was scheduled. It is
-computed on the device inside the step, from the row keys that are the step's static inputs, so a
-captured CUDA graph replays with fresh noise. `mix` works on Python ints and int64 tensors alike, and
-every product stays below 2^63, so the hash is bit-identical on CPU and CUDA.
+The exponential race: argmax(p / E) with E ~ Exp(1) elementwise is an exact sample from p (Gumbel-max in
+disguise) that, unlike `torch.multinomial`, never syncs with the host. E is counter-based: a fixed integer
+hash of (row key, position, vocabulary id), so a row's draws are a pure function of (seed, stream salt,
+prompt index, position): not of its batch, its slot or its schedule. It is made on the device inside the
+step from the row keys (static inputs of a captured CUDA graph). `mix` works on Python ints and int64
+tensors alike and every product stays below 2^63, so the hash is bit-identical on CPU and CUDA.
 """
 from __future__ import annotations
 
@@ -24,8 +22,7 @@ def mix(x):
 
 
 def row_key(seed: int, salt: int, row):
-    """The key of one row's stream: seed and salt pick the stream (student, teacher, random caller), row
-    is the prompt index (an int or an int64 tensor)."""
+    """Seed and salt pick the stream (student 0, teacher 1, random caller 2); row is the prompt index."""
     return mix((mix(mix(seed & M32) ^ salt) + row) & M32)
 
 
