@@ -57,7 +57,7 @@ class GRPOConfig:
     fixed_call_tokens: int | None = None  # paper §5.4 Fixed-k
     max_calls: int | None = None
     max_call_tokens: int | None = None  # D2's optional cap on n (the toy world's responses are ~60 tokens)
-    rollout_batch: int = 64  # rows per relay_generate call (bounds the KV caches)
+    rollout_slots: int | None = None  # rows decoded at once (continuous batching; bounds the KV caches); None: all
     micro_batch: int = 8  # rows per forward/backward
     updates_per_step: int = 1  # optimizer steps per rollout batch (the release: 4)
     command_lr_scale: float = 1.0  # the new command tokens' rows learn this much faster (sft.step_with_command_rows)
@@ -82,21 +82,18 @@ def make_optimizer(model, cfg: GRPOConfig):
 
 
 def rollout(policy, teacher, tokenizer, questions, cfg: GRPOConfig, step: int) -> dict:
-    """G relay samples per question; rewards per group; advantages per group."""
+    """G relay samples per question in one continuous-batching call over the step's P x G rows (row i's
+    samples depend on (cfg.seed, step, i) only, not on `rollout_slots`); rewards and advantages per group."""
     G = cfg.group_size
     prompts = [tokenizer.chat_prompt(q["problem"]) for q in questions for _ in range(G)]
-    tokens, authors, calls = [], [], []
-    for start in range(0, len(prompts), cfg.rollout_batch):
-        out = relay_generate(policy, teacher, prompts[start:start + cfg.rollout_batch], commands=tokenizer.commands,
-                             max_new_tokens=cfg.max_new_tokens, eos_ids=tokenizer.eos_ids,
-                             temperature=cfg.temperature, teacher_temperature=cfg.teacher_temperature,
-                             top_p=cfg.top_p, seed=cfg.seed * 1_000_003 + step * 1009 + start,
-                             fixed_call_tokens=cfg.fixed_call_tokens, max_calls=cfg.max_calls,
-                             max_call_tokens=cfg.max_call_tokens,
-                             student_vocab_limit=len(tokenizer), teacher_vocab_limit=len(tokenizer))
-        tokens += out.tokens
-        authors += out.authors
-        calls += out.calls
+    out = relay_generate(policy, teacher, prompts, commands=tokenizer.commands, max_new_tokens=cfg.max_new_tokens,
+                         eos_ids=tokenizer.eos_ids, temperature=cfg.temperature,
+                         teacher_temperature=cfg.teacher_temperature, top_p=cfg.top_p,
+                         seed=cfg.seed * 1_000_003 + step, slots=min(cfg.rollout_slots or len(prompts), len(prompts)),
+                         fixed_call_tokens=cfg.fixed_call_tokens, max_calls=cfg.max_calls,
+                         max_call_tokens=cfg.max_call_tokens,
+                         student_vocab_limit=len(tokenizer), teacher_vocab_limit=len(tokenizer))
+    tokens, authors, calls = out.tokens, out.authors, out.calls
     teacher_masks = [[a == TEACHER for a in row] for row in authors]
     # D13 reads the answer from the response's text: student and teacher tokens, without the command tokens
     # (the teacher view, D3), so a call inside `\boxed{...}` does not hide the answer.

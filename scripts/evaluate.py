@@ -118,6 +118,8 @@ def parse_args(argv=None):
     ap.add_argument("--random-k", type=int, help="teacher span of the random caller (default: relay's mean span)")
     ap.add_argument("--samples", type=int, default=1, help="responses per question: avg@k (default 1: pass@1)")
     ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    ap.add_argument("--teacher-temperature", type=float, default=0.0,
+                    help="the teacher's temperature inside the relay (default 0: greedy, D4)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-new-tokens", type=int, default=128,
                     help="response budget, teacher tokens included (D7); the paper's is 8192; default 128 (toy)")
@@ -171,7 +173,8 @@ def main(argv=None):
         student = models.get("base_student") if mode == "student" else models.get("student")
         t0 = time.time()
         r = evaluate(mode, student, models.get("teacher"), tokenizer, questions[bench], max_new_tokens=args.max_new_tokens,
-                     batch_size=args.batch_size, samples=args.samples, temperature=args.temperature, seed=args.seed,
+                     batch_size=args.batch_size, samples=args.samples, temperature=args.temperature,
+                     teacher_temperature=args.teacher_temperature, seed=args.seed,
                      fixed_call_tokens=args.fixed_k, max_call_tokens=args.max_call_tokens, desc=f"{bench}/{mode}",
                      **extra)
         r["seconds"] = time.time() - t0

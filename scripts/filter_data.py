@@ -12,7 +12,6 @@ import argparse
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from relay_ref.answers import is_correct
 from relay_ref.checkpoint import load_model
@@ -33,7 +32,7 @@ def main():
     ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--max-new-tokens", type=int, default=8192)
-    ap.add_argument("--batch-size", type=int, default=64, help="rows per generate call")
+    ap.add_argument("--batch-size", type=int, default=64, help="rows decoded at once (continuous batching slots)")
     ap.add_argument("--limit", type=int, help="only the first N questions")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
@@ -43,14 +42,14 @@ def main():
     tok = load_tokenizer(args.teacher)
     teacher = load_model(args.teacher, device=args.device, dtype=getattr(torch, args.dtype))
     jobs = [i for i in range(len(questions)) for _ in range(args.samples)]
+    # D12 judges the teacher alone: no command tokens (they mean nothing outside the relay), tokenizer rows only.
+    outs = generate(teacher, [tok.chat_prompt(questions[i]["problem"]) for i in jobs], args.max_new_tokens,
+                    temperature=args.temperature, top_p=args.top_p, eos_ids=tok.eos_ids, seed=args.seed,
+                    slots=min(args.batch_size, len(jobs)), vocab_limit=len(tok),
+                    banned_ids=(tok.commands.call_id, tok.commands.end_id))
     wins = [0] * len(questions)
-    for start in tqdm(range(0, len(jobs), args.batch_size), desc="teacher samples", unit="batch"):
-        batch = jobs[start:start + args.batch_size]
-        outs = generate(teacher, [tok.chat_prompt(questions[i]["problem"]) for i in batch], args.max_new_tokens,
-                        temperature=args.temperature, top_p=args.top_p, eos_ids=tok.eos_ids,
-                        seed=args.seed + start, vocab_limit=len(tok))
-        for i, out in zip(batch, outs):
-            wins[i] += is_correct(tok.decode(out), questions[i]["answer"])
+    for i, out in zip(jobs, outs):
+        wins[i] += is_correct(tok.decode(out), questions[i]["answer"])
     rates = [w / args.samples for w in wins]
     kept = keep_by_pass_rate(rates, args.threshold)
     save_jsonl([{**questions[i], "pass_rate": rates[i]} for i in kept], args.out)

@@ -53,14 +53,15 @@ PRESETS = {
                 grpo=dict(steps=60, prompts_per_step=16, group_size=8, lr=3e-5, weight_decay=0.01, beta=0.1,
                           exploration=False,
                           temperature=0.6, updates_per_step=1, command_lr_scale=100.0, max_new_tokens=128,
-                          rollout_batch=128, micro_batch=32, save_every=10)),
+                          rollout_slots=None, micro_batch=32, save_every=10)),  # None: all 128 rows at once
     # Paper Table 7: AdamW lr 1e-6, wd 1e-2, 32 prompts x G 8, T 1.0, beta 0.01, 8,192 response tokens.
     "paper": dict(student="Qwen/Qwen3-1.7B", teacher="Qwen/Qwen3-8B", train_data=None, test_data=None,
                   run_dir=ROOT / "runs/paper", device="cuda", dtype="bfloat16", autocast=True,
                   warmup_questions=30000, warmup_temperature=1.0, warmup_max_exponent=3, warmup_unsure_below=None,
                   sft_epochs=1, sft_lr=2e-5, sft_batch=32, sft_command_lr_scale=1.0, sft_commands_only=False,
                   grpo=dict(steps=None, prompts_per_step=32, group_size=8, lr=1e-6, weight_decay=0.01, beta=0.01,
-                            max_new_tokens=8192, rollout_batch=8, micro_batch=1, save_every=10)),
+                            # 64 rows decoding at once: the memory plan (--dry-run) sizes the slots next to the models
+                            max_new_tokens=8192, rollout_slots=64, micro_batch=1, save_every=10)),
 }
 
 CHOICES = {"reward": REWARDS, "advantage_scale": ADVANTAGE_SCALES}
