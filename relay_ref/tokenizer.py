@@ -14,6 +14,7 @@ from tokenizers import AddedToken, Tokenizer as HFTokenizer
 
 from .checkpoint import atomic_write, resolve_checkpoint
 from .commands import CommandTokens
+from .errors import UserError
 
 CALL, END_CALL = "<call>", "</call>"
 EOS_TOKENS = ("<|im_end|>", "<|endoftext|>")
@@ -62,4 +63,11 @@ def load_tokenizer(path_or_hub_id) -> Tokenizer:
     path = resolve_checkpoint(path_or_hub_id) / "tokenizer.json"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no tokenizer.json")
-    return Tokenizer(HFTokenizer.from_file(str(path)), source=str(path))
+    try:
+        tok = HFTokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises a bare Exception for a malformed file
+        raise UserError(f"{path}: not a valid tokenizer.json ({' '.join(str(e).split())})") from None
+    try:
+        return Tokenizer(tok, source=str(path))
+    except ValueError as e:
+        raise UserError(str(e)) from None
