@@ -5,18 +5,18 @@
 - `normalize(s)`: drops `$`, spaces, `\\left`/`\\right`, thin spaces, a trailing `.`, thousands commas, a
   leading `+`, a leading `x=`, degrees (`^\\circ`, `°`) and a `\\text{unit}` after a number; `\\dfrac`/`\\tfrac`
   become `\\frac`, `\\frac12` becomes `\\frac{1}{2}`, and `\\frac{a}{b}` with plain numbers becomes `a/b`.
-- `is_scorable(gold)`: False when no response could ever match the gold: its normalized form is empty (or
-  an unterminated `\\boxed{`) or its braces do not balance (a box's content always does). GRPO drops such
-  groups (design.md §GRPO (b)); `load_questions` counts them per file.
+- `is_scorable(gold)`: False when no box can match the gold: normalized it is empty (or an unterminated
+  `\\boxed{`) or its braces do not balance (a box's content's always do).
 - `is_correct(response_text, gold)`: when both sides read as numbers (integers, decimals, `a/b`, a percent
   meaning /100) they are compared by value with `fractions.Fraction`, and that decision is final (so no
   lenient x100 percent match). Otherwise math-verify decides if it is installed (the optional `math` extra;
   both sides passed as `\\boxed{...}` so only boxed answers count), else normalized strings must be equal.
-  Whoever wrote the box, student or teacher, it counts (D13). math-verify gets a 5 s timeout per call;
-  `checker_name()` says which checker decides, for every evaluation table.
+  Whoever wrote the box, student or teacher, it counts (D13). math-verify gets a 5 s timeout;
+  `checker_name()` says which checker decides.
 """
 from __future__ import annotations
 
+import importlib.util
 import re
 from fractions import Fraction
 
@@ -67,11 +67,7 @@ def is_scorable(gold: str) -> bool:
 
 
 def checker_name() -> str:
-    try:
-        import math_verify  # noqa: F401
-    except ImportError:
-        return "built-in string/number fallback (math-verify not installed)"
-    return "math-verify"
+    return "math-verify" if importlib.util.find_spec("math_verify") else "built-in fallback (no math-verify)"
 
 
 def is_correct(response_text: str, gold: str) -> bool:

@@ -39,18 +39,13 @@ def _headers(directory: Path) -> dict[str, tuple[Path, tuple, str]]:
     """{tensor name: (file, shape, dtype)} from the safetensors headers alone (no weight is read)."""
     index = directory / "model.safetensors.index.json"
     if index.exists():
-        try:
-            files = sorted({directory / f for f in json.loads(index.read_text())["weight_map"].values()})
-        except (ValueError, KeyError, AttributeError) as e:
-            raise UserError(f"{index}: not a safetensors index with a weight_map ({e})") from None
+        files = sorted({directory / f for f in json.loads(index.read_text())["weight_map"].values()})
     elif (directory / "model.safetensors").exists():
         files = [directory / "model.safetensors"]
     else:
         raise FileNotFoundError(f"{directory}: no model.safetensors or model.safetensors.index.json")
     out = {}
-    for file in files:
-        if not file.exists():
-            raise FileNotFoundError(f"{file}: shard listed in model.safetensors.index.json is missing")
+    for file in files:  # a shard listed in the index but missing is a FileNotFoundError naming it
         try:
             with safe_open(file, "pt") as f:
                 out |= {n: (file, tuple(f.get_slice(n).get_shape()), f.get_slice(n).get_dtype()) for n in f.keys()}
@@ -62,11 +57,13 @@ def _headers(directory: Path) -> dict[str, tuple[Path, tuple, str]]:
 def check_checkpoint(path_or_hub_id, tokenizer: bool = True):
     """Validate a checkpoint from its headers, reading no weights: config.json is dense Qwen3, the tensors
     are exactly the model's names with its shapes and a float dtype, and (`tokenizer`) tokenizer.json loads
-    with its EOS tokens and command tokens inside the embedding rows. Returns (directory, config, headers)."""
+    with its EOS tokens and command tokens inside the embedding rows. Returns (directory, the model on the
+    meta device, {name: (file, shape, dtype)})."""
     directory = resolve_checkpoint(path_or_hub_id)
     cfg = Qwen3Config.from_file(directory / "config.json")
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in Qwen3ForCausalLM(cfg).state_dict().items()}
+        model = Qwen3ForCausalLM(cfg)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     headers = _headers(directory)
     for name, (file, shape, dtype) in headers.items():
         if name not in expected:
@@ -80,19 +77,15 @@ def check_checkpoint(path_or_hub_id, tokenizer: bool = True):
             raise UserError(f"{directory}: missing tensor {name!r}")
     if tokenizer:
         from .tokenizer import load_tokenizer  # tokenizer.py imports this module
-        c = load_tokenizer(directory).commands
-        if max(c.call_id, c.end_id) >= cfg.vocab_size:
-            raise UserError(f"{directory}: command token ids {c.call_id}, {c.end_id} lie outside the "
-                            f"{cfg.vocab_size} embedding rows of config.json")
-    return directory, cfg, headers
+        if max(ids := load_tokenizer(directory).commands[:2]) >= cfg.vocab_size:
+            raise UserError(f"{directory}: command token ids {ids} lie outside the {cfg.vocab_size} embedding rows")
+    return directory, model, headers
 
 
 def load_model(path_or_hub_id, device="cpu", dtype=torch.float32) -> Qwen3ForCausalLM:
     """The checkpoint after `check_checkpoint` (without the tokenizer); a non-finite tensor is refused."""
-    directory, cfg, headers = check_checkpoint(path_or_hub_id, tokenizer=False)
-    with torch.device("meta"):
-        model = Qwen3ForCausalLM(cfg)
-    state = {}
+    directory, model, headers = check_checkpoint(path_or_hub_id, tokenizer=False)
+    cfg, state = model.config, {}
     for file in sorted({file for file, _, _ in headers.values()}):
         with safe_open(file, "pt", device=str(device)) as f:
             for name in f.keys():

@@ -39,14 +39,12 @@ def load_questions(path) -> list[dict]:
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, 1):
             where = f"{path}:{lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise UserError(f"{where}: not UTF-8 text (byte {raw[e.start]:#x} at column {e.start + 1})") from None
-            if not line.strip():
+            if not raw.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise UserError(f"{where}: not UTF-8 text (byte {raw[e.start]:#x} at column {e.start + 1})") from None
             except json.JSONDecodeError as e:
                 raise UserError(f"{where}: invalid JSON ({e.msg})") from None
             if not isinstance(row, dict):
@@ -66,17 +64,13 @@ def load_questions(path) -> list[dict]:
     if not rows:
         raise UserError(f"{path}: no questions (the file is empty or blank)")
     if unscorable:
-        print(f"warning: {path}: {len(unscorable)} of {len(rows)} gold answers cannot be scored (lines "
-              f"{', '.join(map(str, unscorable[:10]))}{', ...' * (len(unscorable) > 10)})", file=sys.stderr)
+        print(f"warning: {path}: {len(unscorable)} gold answer(s) cannot be scored, lines {unscorable[:10]}", file=sys.stderr)
     return rows
 
 
 def fit_context(questions, tokenizer, budget: int, context: int, source="questions", truncate=False) -> list[dict]:
-    """The questions whose chat prompt plus `budget` response tokens fit the model's `context`
-    (max_position_embeddings); a longer one is a UserError naming it, or with `truncate` its problem
-    text is cut at the end until it fits."""
-    if budget >= context:
-        raise UserError(f"a budget of {budget} response tokens leaves no room for a prompt in a {context}-token context")
+    """The questions, if each chat prompt plus `budget` tokens fits the model's `context` (max_position_embeddings);
+    else a UserError naming the question, or with `truncate` its problem text cut at the end to fit."""
     out = []
     for i, q in enumerate(questions, 1):
         while (excess := len(tokenizer.chat_prompt(q["problem"])) + budget - context) > 0:

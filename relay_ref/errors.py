@@ -1,9 +1,5 @@
-"""User errors: a bad file, flag value or checkpoint ends a script with one stderr line and exit code 2.
-
-Library code raises `UserError` (a ValueError) where it validates what a user gave it; `run_script(main)`
-in every script turns it, and a missing or unreadable user file (OSError), into that line. Anything else
-is a bug and keeps its traceback.
-"""
+"""`UserError` (a bad file, flag value or checkpoint) and a missing file end a script, run by `run_script`,
+with one stderr line and exit code 2; anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 
 import sys

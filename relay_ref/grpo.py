@@ -8,13 +8,10 @@ One step, read top to bottom in `train_grpo`:
    and reward it by the difficulty-aware rule of its group (D10) or the simple reward (Eq. 3);
 3. advantages per group (Eq. 2), broadcast over the tokens the student sampled (mask, D8);
 4. old log-probabilities recomputed by the training model before any update (design.md §GRPO (a)), reference
-   log-probabilities from the warm-up model, both over the tokenizer's rows as sampled; the token-mean
-   clipped loss over all micro-batches (D9); AdamW with gradient clipping, exactly `updates_per_step`
-   optimizer steps per rollout batch, on near-equal runs of micro-batches.
-A group whose gold answer cannot be scored (`answers.is_scorable`) is dropped before the advantages (its
-rows train nothing) and counted as `unscorable_groups` (design.md §GRPO (b)).
-A non-finite loss or gradient stops the run before the optimizer moves, and non-finite parameters after an
-update (or an overflow inside AdamW) stop it before a checkpoint: the last checkpoint stays the last good one.
+   log-probabilities from the warm-up model; the token-mean clipped loss over all micro-batches (D9);
+   AdamW with gradient clipping, exactly `updates_per_step` optimizer steps per rollout batch.
+A group with an unscorable gold (`answers.is_scorable`) trains nothing (design.md §GRPO (b)). A non-finite
+loss, gradient, AdamW step or updated parameter stops the run before the next checkpoint.
 """
 from __future__ import annotations
 
@@ -135,12 +132,10 @@ def rollout(policy, teacher, tokenizer, questions, cfg: GRPOConfig, step: int) -
 
 
 def update(policy, ref, optimizer, batch: dict, cfg: GRPOConfig, commands=None, vocab_limit=None) -> dict:
-    """Old and reference log-probs first (no grad, the same micro-batches), then `cfg.updates_per_step`
-    clipped updates on near-equal runs of micro-batches. `vocab_limit`: the rows the sampler could draw."""
+    """Old and reference log-probs (no grad, the same micro-batches, the sampler's `vocab_limit`), then
+    `cfg.updates_per_step` clipped updates on near-equal runs of micro-batches."""
     device, rows = policy.device, list(range(len(batch["tokens"])))
     micro = [rows[i:i + cfg.micro_batch] for i in range(0, len(rows), cfg.micro_batch)]
-    if not 1 <= cfg.updates_per_step <= len(micro):
-        raise UserError(f"updates_per_step {cfg.updates_per_step}: the batch has {len(micro)} micro-batches")
     inputs = [collate([batch["prompts"][i] for i in mb], [batch["tokens"][i] for i in mb],
                       [batch["masks"][i] for i in mb], device=device) for mb in micro]
     with torch.no_grad():
@@ -173,11 +168,9 @@ def update(policy, ref, optimizer, batch: dict, cfg: GRPOConfig, commands=None, 
         except (OverflowError, RuntimeError) as e:  # AdamW at an lr beyond float range
             if "overflow" not in str(e):
                 raise
-            raise NonFiniteLoss(f"the optimizer step overflowed ({e}) at lr {cfg.lr}") from None
-        # One fused norm over all parameters: not finite if any weight is NaN/inf (or beyond ~1e19, squared)
-        weights = torch.nn.utils.get_total_norm(list(policy.parameters()))
-        if not torch.isfinite(weights):
-            raise NonFiniteLoss(f"the parameters are not finite after the update (norm {weights.item()}, lr {cfg.lr})")
+            raise NonFiniteLoss(f"the AdamW step overflowed at lr {cfg.lr}") from None
+        if not torch.isfinite(torch.nn.utils.get_total_norm(list(policy.parameters()))):  # one fused check
+            raise NonFiniteLoss(f"the parameters are not finite after the update at lr {cfg.lr}")
         stats["grad_norm"] = norm.item()
     policy.eval()
     return {k: v / n_updates if k != "grad_norm" else v for k, v in stats.items()}

@@ -52,17 +52,15 @@ def metrics_before(path, step: int) -> list[str]:
     """The lines of metrics.jsonl for the steps before `step`; a torn last line (a power loss while it was
     written) is dropped with a warning, a bad line before it is a UserError naming the line."""
     lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines() if Path(path).exists() else []
-    kept = []
     for i, line in enumerate(lines, 1):
         try:
-            record = json.loads(line)
+            json.loads(line)
         except json.JSONDecodeError:
             if i < len(lines):
                 raise UserError(f"{path}:{i}: not a JSON line; the metrics log is corrupt") from None
             print(f"warning: {path}:{i}: dropped a torn last line", file=sys.stderr)
-            continue
-        kept += [line] * (record["step"] < step)
-    return kept
+            lines.pop()
+    return [line for line in lines if json.loads(line)["step"] < step]
 
 
 def load_checkpoint(directory, optimizer_factory, device="cpu"):
