@@ -18,6 +18,7 @@ import torch
 from relay_ref.generate import generate
 from relay_ref.model import Qwen3Config, Qwen3ForCausalLM
 from relay_ref.runner import transposed_head
+from relay_ref.errors import run_script
 
 CONFIGS = {
     "small": dict(vocab_size=151936, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
@@ -134,4 +135,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

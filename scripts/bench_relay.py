@@ -23,6 +23,7 @@ from relay_ref.commands import CommandTokens, format_call
 from relay_ref.generate import generate
 from relay_ref.model import Qwen3Config, Qwen3ForCausalLM
 from relay_ref.runner import ModelRunner
+from relay_ref.errors import run_script
 
 SHAPES = {
     "cpu": (dict(vocab_size=151936, hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
@@ -139,4 +140,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

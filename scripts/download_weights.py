@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from relay_ref.checkpoint import HUB_FILES
+from relay_ref.errors import run_script
 
 PAPER_MODELS = ["Qwen/Qwen3-0.6B", "Qwen/Qwen3-1.7B", "Qwen/Qwen3-8B"]
 
@@ -30,4 +31,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

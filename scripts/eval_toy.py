@@ -37,6 +37,7 @@ from relay_ref.checkpoint import load_model  # noqa: E402
 from relay_ref.commands import format_call  # noqa: E402
 from relay_ref.generate import generate  # noqa: E402
 from relay_ref.tokenizer import load_tokenizer  # noqa: E402
+from relay_ref.errors import run_script  # noqa: E402
 from scripts.make_toy_world import solve  # noqa: E402
 from scripts.pretrain_toy import load_jsonl  # noqa: E402
 
@@ -176,4 +177,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -39,6 +39,8 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer as HFTokenizer, models, pre_tokenizers, decoders
 
+from relay_ref.errors import run_script
+
 ALPHABET = "\n" + "".join(chr(c) for c in range(32, 127))  # newline and printable ASCII
 QWEN3_ADDED = [("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True),
                ("<think>", False), ("</think>", False)]  # Qwen3 marks the think tags non-special
@@ -148,4 +150,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

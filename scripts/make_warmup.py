@@ -17,6 +17,7 @@ from relay_ref.checkpoint import load_model
 from relay_ref.data import load_questions, save_jsonl
 from relay_ref.sft import make_warmup_examples
 from relay_ref.tokenizer import load_tokenizer
+from relay_ref.errors import run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,4 +50,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -43,6 +43,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `scripts.` imports when run as a file
 from relay_ref.data import insert_commands  # noqa: E402
 from relay_ref.model import Qwen3Config, Qwen3ForCausalLM  # noqa: E402
+from relay_ref.errors import run_script  # noqa: E402
 from scripts.make_toy_world import MODEL_VOCAB_SIZE, build_tokenizer, make_problem, make_split  # noqa: E402
 
 
@@ -246,4 +247,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `relay_ref` when run as a file from anywhere
 from relay_ref.commands import COMMAND, TEACHER, split_response, teacher_view  # noqa: E402
+from relay_ref.errors import UserError, run_script  # noqa: E402
 
 RESET = "\x1b[0m"
 ANSI = {"teacher": "\x1b[30;43m", "call": "\x1b[1;35m", "void": "\x1b[2;9;35m"}
@@ -327,7 +328,7 @@ def main(argv=None):
         try:
             png = plot_metrics(args.plot, args.png or args.plot.with_suffix(".png"))
         except (ImportError, ValueError, FileNotFoundError) as e:
-            sys.exit(str(e))
+            raise UserError(str(e)) from None
         print(f"wrote {png}")
     if not (args.results or args.question or args.data):
         return
@@ -366,4 +367,4 @@ def strip_ansi(s: str) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

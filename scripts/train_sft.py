@@ -15,6 +15,7 @@ from pathlib import Path
 from relay_ref.checkpoint import load_model
 from relay_ref.sft import train_sft
 from relay_ref.tokenizer import load_tokenizer
+from relay_ref.errors import run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,4 +57,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)
