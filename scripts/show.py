@@ -199,7 +199,7 @@ def from_results(path, mode="relay", benchmark=None, n=3, called_only=False) -> 
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     results = data.get("results", {})
     if mode not in results:
-        raise SystemExit(f"{path}: no mode {mode!r} (has {', '.join(results) or 'none'})")
+        raise UserError(f"{path}: no mode {mode!r} (has {', '.join(results) or 'none'})")
     out = []
     for bench, res in results[mode].items():
         if benchmark is not None and bench != benchmark:
@@ -209,8 +209,8 @@ def from_results(path, mode="relay", benchmark=None, n=3, called_only=False) -> 
                 out.append(Transcript.from_record(rec, title=f"{bench} / {mode} / record {i}"))
     if not out:
         where = f"mode {mode!r}" + (f" on {benchmark!r}" if benchmark else "")
-        raise SystemExit(f"{path}: no responses in which the teacher wrote for {where}" if called_only else
-                         f"{path}: no records for {where} (was it written with --no-records?)")
+        raise UserError(f"{path}: no responses in which the teacher wrote for {where}" if called_only else
+                        f"{path}: no records for {where} (was it written with --no-records?)")
     return out[:n], data
 
 
