@@ -105,10 +105,8 @@ def load_benchmark(name_or_path, limit: int | None = None) -> list[dict]:
             if not all(isinstance(v, str) and v.strip() for v in (problem, answer)):
                 raise ValueError(f"no usable problem and answer (got {problem!r}, {answer!r})")
             out.append({"problem": problem, "answer": answer.strip()})
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
-    except ValueError as e:
+    except ValueError as e:  # also a UnicodeDecodeError: "'utf-8' codec can't decode byte 0xff in position 3"
         raise UserError(f"{path}: {where}{'invalid JSON: ' * isinstance(e, json.JSONDecodeError)}{e}") from None
     if not out[:limit]:
-        raise UserError(f"{path}: no questions" + (f" (limit {limit})" if limit is not None and out else ""))
+        raise UserError(f"{path}: no questions (limit {limit})")
     return out[:limit]

@@ -55,10 +55,9 @@ def _headers(directory: Path) -> dict[str, tuple[Path, tuple, str]]:
 
 
 def check_checkpoint(path_or_hub_id, tokenizer: bool = True):
-    """Validate a checkpoint from its headers, reading no weights: config.json is dense Qwen3, the tensors
-    are exactly the model's names with its shapes and a float dtype, and (`tokenizer`) tokenizer.json loads
-    with its EOS tokens and command tokens inside the embedding rows. Returns (directory, the model on the
-    meta device, {name: (file, shape, dtype)})."""
+    """From the headers alone: config.json is dense Qwen3, the tensors are exactly the model's names, shapes and
+    a float dtype, tokenizer.json (`tokenizer`) loads with its EOS and command tokens inside the embedding rows.
+    Returns (directory, the model on the meta device, {name: (file, shape, dtype)})."""
     directory = resolve_checkpoint(path_or_hub_id)
     cfg = Qwen3Config.from_file(directory / "config.json")
     with torch.device("meta"):

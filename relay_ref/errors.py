@@ -1,7 +1,8 @@
-"""`UserError` (a bad file, flag value or checkpoint) and a missing file end a script, run by `run_script`,
-with one stderr line and exit code 2; anything else is a bug and keeps its traceback."""
+"""`UserError` (a bad file, flag value or checkpoint; `ArgumentParser`'s flag errors) and a missing file end a
+script run by `run_script` with one stderr line and exit code 2; anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 
+import argparse
 import sys
 
 
@@ -15,3 +16,8 @@ def run_script(main) -> None:
     except (UserError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line, whatever the message
         sys.exit(2)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):  # a bad flag is a user error: one line, not the whole usage
+        raise UserError(f"{self.prog}: {message} (see --help)")

@@ -73,10 +73,8 @@ class GRPOConfig:
             raise UserError(f"advantage_scale {self.advantage_scale!r}: choose 'group' (Eq. 2) or 'none'")
         if self.group_size < 2:
             raise UserError(f"group_size {self.group_size}: GRPO needs G >= 2 samples per question")
-        micro = -(-self.prompts_per_step * self.group_size // max(self.micro_batch, 1))
-        if not 1 <= self.updates_per_step <= micro or min(self.steps, self.prompts_per_step, self.micro_batch) < 1:
-            raise UserError(f"updates_per_step {self.updates_per_step}: choose 1..{micro}, the micro-batches of a "
-                            "step (steps, prompts_per_step and micro_batch must be >= 1)")
+        if not 1 <= self.updates_per_step <= (micro := -(-self.prompts_per_step * self.group_size // self.micro_batch)):
+            raise UserError(f"updates_per_step {self.updates_per_step}: choose 1..{micro}, the micro-batches of a step")
 
 
 class NonFiniteLoss(FloatingPointError):

@@ -28,8 +28,8 @@ def save_checkpoint(directory, model, tokenizer, optimizer, step: int, info: dic
     model.save_pretrained(tmp, tokenizer)
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
                 "python_rng": random.getstate()}, tmp / STATE_FILE)
-    info = json.dumps({"step": step, **(info or {})}, indent=2)
-    atomic_write(tmp / INFO_FILE, lambda p: p.write_text(info))  # written last: marks the directory complete
+    # Written last, atomically: its presence marks the directory complete (find_checkpoint)
+    atomic_write(tmp / INFO_FILE, lambda p: p.write_text(json.dumps({"step": step, **(info or {})}, indent=2)))
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)
         directory.rename(old)

@@ -23,7 +23,7 @@ from relay_ref.commands import CommandTokens, format_call
 from relay_ref.generate import generate
 from relay_ref.model import Qwen3Config, Qwen3ForCausalLM
 from relay_ref.runner import ModelRunner
-from relay_ref.errors import run_script
+from relay_ref.errors import ArgumentParser, run_script
 
 SHAPES = {
     "cpu": (dict(vocab_size=151936, hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
@@ -82,7 +82,7 @@ def relay_with(student_cls, teacher_cls, *args, **kwargs):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--shapes", default=None, choices=list(SHAPES), help="default: cpu on CPU, paper on CUDA")

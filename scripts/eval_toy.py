@@ -22,7 +22,6 @@ a student that calls for the critical tokens only).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections import Counter
@@ -37,7 +36,7 @@ from relay_ref.checkpoint import load_model  # noqa: E402
 from relay_ref.commands import format_call  # noqa: E402
 from relay_ref.generate import generate  # noqa: E402
 from relay_ref.tokenizer import load_tokenizer  # noqa: E402
-from relay_ref.errors import run_script  # noqa: E402
+from relay_ref.errors import ArgumentParser, run_script  # noqa: E402
 from scripts.make_toy_world import solve  # noqa: E402
 from scripts.pretrain_toy import load_jsonl  # noqa: E402
 
@@ -109,7 +108,7 @@ def confidence_caller(student, teacher, tok, prompts, tau, n, max_new_tokens, ba
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--student", default="weights/toy/student")
     ap.add_argument("--teacher", default="weights/toy/teacher")
     ap.add_argument("--test", default="data/toy/test.jsonl")

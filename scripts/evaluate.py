@@ -48,7 +48,7 @@ from relay_ref.benchmarks import REGISTRY, load_benchmark  # noqa: E402
 from relay_ref.checkpoint import check_checkpoint, load_model  # noqa: E402
 from relay_ref.commands import TEACHER  # noqa: E402
 from relay_ref.data import fit_context  # noqa: E402
-from relay_ref.errors import UserError, run_script  # noqa: E402
+from relay_ref.errors import ArgumentParser, UserError, run_script  # noqa: E402
 from relay_ref.evaluation import MODES, evaluate, markdown_table, matched_random_calls, random_router  # noqa: E402
 from relay_ref.tokenizer import load_tokenizer  # noqa: E402
 
@@ -107,7 +107,7 @@ def router_summary(results: dict, labels: list[str]) -> tuple[dict, str]:
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--benchmarks", nargs="+", default=["toy=data/toy/test.jsonl"],
                     help=f"registry names ({', '.join(REGISTRY)}), files, or LABEL=FILE (default: the toy test set)")
     ap.add_argument("--limit", type=int, help="only the first N questions of each benchmark (all are validated)")

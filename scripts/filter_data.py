@@ -19,13 +19,13 @@ from relay_ref.checkpoint import load_model
 from relay_ref.data import keep_by_pass_rate, load_questions, save_jsonl
 from relay_ref.generate import generate
 from relay_ref.tokenizer import load_tokenizer
-from relay_ref.errors import run_script
+from relay_ref.errors import ArgumentParser, run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("questions", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--teacher", default=str(ROOT / "weights/toy/teacher"))

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `relay_ref` when run as a file from anywhere
 from relay_ref.commands import COMMAND, TEACHER, split_response, teacher_view  # noqa: E402
-from relay_ref.errors import UserError, run_script  # noqa: E402
+from relay_ref.errors import ArgumentParser, UserError, run_script  # noqa: E402
 
 RESET = "\x1b[0m"
 ANSI = {"teacher": "\x1b[30;43m", "call": "\x1b[1;35m", "void": "\x1b[2;9;35m"}
@@ -289,7 +289,7 @@ def plot_metrics(metrics_path, png_path) -> Path:
 # ---------------------------------------------------------------- command line
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_argument_group("transcripts from scripts/evaluate.py's JSON")
     src.add_argument("--results", type=Path, help="the JSON written by scripts/evaluate.py --out")
     src.add_argument("--mode", default="relay", help="which run's records (default relay)")

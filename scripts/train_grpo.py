@@ -25,7 +25,7 @@ import torch
 from relay_ref.answers import checker_name
 from relay_ref.checkpoint import check_checkpoint, load_model
 from relay_ref.data import fit_context, load_questions, save_jsonl
-from relay_ref.errors import UserError, run_script
+from relay_ref.errors import ArgumentParser, UserError, run_script
 from relay_ref.evaluation import evaluate
 from relay_ref.grpo import REWARDS, GRPOConfig, NonFiniteLoss, train_grpo
 from relay_ref.grpo_loss import ADVANTAGE_SCALES
@@ -74,7 +74,7 @@ def as_bool(s: str) -> bool:
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=PRESETS, default="toy")
     ap.add_argument("--student", help="student checkpoint dir or hub id")
     ap.add_argument("--teacher", help="teacher checkpoint dir or hub id")
@@ -113,6 +113,10 @@ def parse_args(argv=None):
     args = ap.parse_args(argv)
     if args.resume and args.overwrite:
         ap.error("--resume and --overwrite exclude each other")
+    for name in ("steps", "prompts_per_step", "rollout_batch", "micro_batch", "max_new_tokens", "save_every",
+                 "eval_max_new_tokens"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be at least 1")
     preset = PRESETS[args.preset]
     for key in ("student", "teacher", "train_data", "test_data", "run_dir", "device", "dtype"):
         if getattr(args, key) is None:

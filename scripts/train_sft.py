@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from relay_ref.checkpoint import load_model
-from relay_ref.errors import UserError, run_script
+from relay_ref.errors import ArgumentParser, UserError, run_script
 from relay_ref.sft import train_sft
 from relay_ref.tokenizer import load_tokenizer
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--student", default=str(ROOT / "weights/toy/student"))

@@ -209,6 +209,11 @@ def test_run_script_turns_a_user_error_into_one_line_and_exit_2_and_keeps_bugs(c
     assert e.value.code == 2 and capsys.readouterr().err == "error: data.jsonl:3: invalid JSON (more)\n"
     with pytest.raises(KeyError):  # a bug keeps its traceback
         run_script(lambda: {}["missing"])
+    from scripts import evaluate
+    with pytest.raises(SystemExit) as e:  # a bad flag: one line too, not argparse's whole usage
+        run_script(lambda: evaluate.main(["--samples", "0"]))
+    err = capsys.readouterr().err  # the prog name is sys.argv[0]'s
+    assert e.value.code == 2 and err.count("\n") == 1 and err.endswith(": --samples must be at least 1 (see --help)\n")
 
 
 def test_every_script_runs_its_main_through_run_script():
