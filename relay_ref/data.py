@@ -28,9 +28,8 @@ from .errors import UserError
 def load_questions(path) -> list[dict]:
     """Rows of a JSON-lines file; each needs a non-empty string `problem` and a string (or integer) `answer`.
     An integer answer is turned into its decimal string, since answers are compared as text (D13).
-    Blank lines are skipped; a file with no question is refused; golds that no answer can match
-    (`answers.is_scorable`) are counted in one warning line on stderr. Raises FileNotFoundError or
-    UserError("<file>:<line>: <what is wrong>").
+    Blank lines are skipped, a file with no question is refused, unscorable golds (`answers.is_scorable`) are
+    counted in a warning on stderr. Raises FileNotFoundError or UserError("<file>:<line>: <what is wrong>").
     """
     path = Path(path)
     if not path.is_file():

@@ -38,8 +38,7 @@ def save_checkpoint(directory, model, tokenizer, optimizer, step: int, info: dic
 
 
 def find_checkpoint(directory) -> Path | None:
-    """The recovery rule: `<dir>`, else a complete `<dir>.tmp` (a crash between the two renames; it is
-    newer than `.old`), else `<dir>.old`. Complete means its last file, trainer_info.json, exists."""
+    """The recovery rule: `<dir>`, else a complete `<dir>.tmp` (newer than `.old`), else `<dir>.old`."""
     directory = Path(directory)
     for suffix in ("", ".tmp", ".old"):
         candidate = directory.with_name(directory.name + suffix)

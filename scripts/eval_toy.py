@@ -31,7 +31,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see pretrain_toy.py
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from relay_ref.answers import is_correct  # noqa: E402
+from relay_ref.answers import checker_name, is_correct  # noqa: E402
 from relay_ref.checkpoint import load_model  # noqa: E402
 from relay_ref.commands import format_call  # noqa: E402
 from relay_ref.generate import generate  # noqa: E402
@@ -124,6 +124,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     tok = load_tokenizer(args.student)
     test = load_jsonl(args.test)[:args.n]
+    print(f"answers checked by {checker_name()}")
     prompts = [tok.chat_prompt(p["problem"]) for p in test]
     models = {name: load_model(path) for name, path in (("student", args.student), ("teacher", args.teacher))}
     texts = {}
