@@ -1,4 +1,4 @@
-"""The paper's math benchmarks as `{"problem", "answer"}` rows (paper §4.2, Table 1; relayllm.md section 7.1).
+"""The paper's math benchmarks as `{"problem", "answer"}` rows (paper §4.2, Table 1).
 
 `load_benchmark(name_or_path, limit=None)` reads a local .jsonl, .json (a list of objects), .csv or .parquet
 (with pyarrow) file, or a `REGISTRY` name through `huggingface_hub.hf_hub_download(..., repo_type="dataset")`.
