@@ -38,14 +38,10 @@ def resolve_checkpoint(path_or_hub_id: str | Path) -> Path:
 def _headers(directory: Path) -> dict[str, tuple[Path, tuple, str]]:
     """{tensor name: (file, shape, dtype)} from the safetensors headers alone (no weight is read)."""
     index = directory / "model.safetensors.index.json"
-    if index.exists():
-        files = sorted({directory / f for f in json.loads(index.read_text())["weight_map"].values()})
-    elif (directory / "model.safetensors").exists():
-        files = [directory / "model.safetensors"]
-    else:
-        raise FileNotFoundError(f"{directory}: no model.safetensors or model.safetensors.index.json")
+    files = sorted({directory / f for f in json.loads(index.read_text())["weight_map"].values()}) \
+        if index.exists() else [directory / "model.safetensors"]
     out = {}
-    for file in files:  # a shard listed in the index but missing is a FileNotFoundError naming it
+    for file in files:  # a missing file (or shard listed in the index) is a FileNotFoundError naming it
         try:
             with safe_open(file, "pt") as f:
                 out |= {n: (file, tuple(f.get_slice(n).get_shape()), f.get_slice(n).get_dtype()) for n in f.keys()}
