@@ -31,6 +31,7 @@ from relay_ref.commands import CommandTokens, format_call
 from relay_ref.generate import generate
 from relay_ref.model import Qwen3Config, Qwen3ForCausalLM
 from relay_ref.runner import ModelRunner
+from relay_ref.errors import ArgumentParser, run_script
 from relay_ref.sampling import row_key, uniform
 
 SHAPES = {
@@ -150,7 +151,7 @@ def long_tail(n_prompts=64, slots=8, max_new_tokens=1024):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--shapes", default=None, choices=list(SHAPES), help="default: cpu on CPU, paper on CUDA")
@@ -211,4 +212,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

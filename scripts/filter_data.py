@@ -13,17 +13,18 @@ from pathlib import Path
 
 import torch
 
-from relay_ref.answers import is_correct
+from relay_ref.answers import is_correct, is_scorable
 from relay_ref.checkpoint import load_model
 from relay_ref.data import keep_by_pass_rate, load_questions, save_jsonl
 from relay_ref.generate import generate
 from relay_ref.tokenizer import load_tokenizer
+from relay_ref.errors import ArgumentParser, run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None):
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("questions", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--teacher", default=str(ROOT / "weights/toy/teacher"))
@@ -37,7 +38,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     questions = load_questions(args.questions)[:args.limit]
     tok = load_tokenizer(args.teacher)
     teacher = load_model(args.teacher, device=args.device, dtype=getattr(torch, args.dtype))
@@ -53,8 +54,10 @@ def main():
     rates = [w / args.samples for w in wins]
     kept = keep_by_pass_rate(rates, args.threshold)
     save_jsonl([{**questions[i], "pass_rate": rates[i]} for i in kept], args.out)
-    print(f"kept {len(kept)} of {len(questions)} questions (teacher pass rate >= {args.threshold}) -> {args.out}")
+    unscorable = sum(not is_scorable(q["answer"]) for q in questions)  # pass rate 0 whatever the teacher wrote
+    print(f"kept {len(kept)} of {len(questions)} questions (teacher pass rate >= {args.threshold}) -> {args.out}; "
+          f"{unscorable} dropped for a gold answer that cannot be scored (answers.is_scorable)")
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)
