@@ -27,6 +27,7 @@ from relay_ref.data import load_questions, save_jsonl
 from relay_ref.evaluation import evaluate
 from relay_ref.grpo import REWARDS, GRPOConfig, NonFiniteLoss, train_grpo
 from relay_ref.grpo_loss import ADVANTAGE_SCALES
+from relay_ref.model import Qwen3Config
 from relay_ref.sft import make_warmup_examples, train_sft
 from relay_ref.tokenizer import load_tokenizer
 
@@ -89,6 +90,9 @@ def parse_args(argv=None):
     ap.add_argument("--sft-commands-only", type=as_bool, metavar="BOOL",
                     help="warm-up trains only the <call>/</call> rows (false: the whole student, as the paper)")
     ap.add_argument("--device")
+    ap.add_argument("--teacher-device", help="the teacher, its cache and its sampling (default: --device); "
+                    "only token ids cross between the devices")
+    ap.add_argument("--warmup-questions", type=int, help="warm-up data from the first N training questions")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], help="teacher and reference dtype")
     ap.add_argument("--resume", action="store_true", help="continue from run_dir/checkpoint")
     ap.add_argument("--export", type=Path, help="also save the final relay student here (HF layout)")
@@ -111,14 +115,38 @@ def parse_args(argv=None):
     if isinstance(args.test_data, (str, Path)):
         args.test_data = [args.test_data]
     args.warmup = args.warmup or Path(args.run_dir) / "warmup"
+    args.teacher_device = args.teacher_device or args.device
     overrides = ("sft_lr", "sft_epochs", "sft_command_lr_scale", "sft_commands_only", "warmup_temperature",
-                 "warmup_max_exponent", "warmup_unsure_below")
+                 "warmup_max_exponent", "warmup_unsure_below", "warmup_questions")
     preset = {**preset, **{k: getattr(args, k) for k in overrides if getattr(args, k) is not None}}
     if preset["warmup_unsure_below"] == "none":
         preset["warmup_unsure_below"] = None
     grpo = {**preset["grpo"], **{f.name: getattr(args, f.name) for f in fields(GRPOConfig)
                                  if getattr(args, f.name) is not None}}
     return args, preset, grpo
+
+
+def usable_device(name: str, flag: str) -> torch.device:
+    try:
+        device = torch.device(name)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as err:  # a misspelt type; a CUDA device on a machine without one
+        sys.exit(f"{flag} {name}: not a usable device here ({str(err).splitlines()[0]})")
+    return device
+
+
+def check_shared_vocabulary(student, teacher, tokenizer) -> None:
+    """The relay hands token ids between the models (D3): one tokenizer, and both models have rows for its ids."""
+    for name, path in (("student", student), ("teacher", teacher)):
+        rows = Qwen3Config.from_file(resolve_checkpoint(path) / "config.json").vocab_size
+        if rows < len(tokenizer):
+            sys.exit(f"{path}: the {name} has {rows} embedding rows, fewer than the tokenizer's {len(tokenizer)} ids")
+    if (resolve_checkpoint(teacher) / "tokenizer.json").exists():
+        mine, theirs = tokenizer.tok.get_vocab(True), load_tokenizer(teacher).tok.get_vocab(True)
+        if mine != theirs:
+            token = min(set(mine.items()) ^ set(theirs.items()), key=lambda kv: kv[1])[0]
+            sys.exit(f"{teacher}: the teacher's tokenizer differs from the student's {student} (token {token!r}: "
+                     f"id {mine.get(token)} vs {theirs.get(token)}); the relay needs one vocabulary")
 
 
 def main(argv=None):
@@ -130,6 +158,10 @@ def main(argv=None):
     tests = {Path(p).stem: load_questions(p)[:args.eval_limit] for p in (args.test_data or [])}
     for path in (args.student, args.teacher):
         resolve_checkpoint(path)
+    device = usable_device(args.device, "--device")
+    teacher_device = usable_device(args.teacher_device, "--teacher-device")
+    tokenizer = load_tokenizer(args.student)
+    check_shared_vocabulary(args.student, args.teacher, tokenizer)
     if args.resume and not (Path(args.run_dir) / "checkpoint").exists():
         sys.exit(f"--resume: no checkpoint in {args.run_dir}/checkpoint")
     if grpo.get("steps") is None:  # one epoch over the training questions (paper §4.3)
@@ -137,10 +169,9 @@ def main(argv=None):
     cfg = GRPOConfig(**grpo)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    dtype = getattr(torch, args.dtype)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=preset["autocast"], cache_enabled=False)
-    tokenizer = load_tokenizer(args.student)
-    teacher = load_model(args.teacher, device=device, dtype=dtype)
+    teacher = load_model(args.teacher, device=teacher_device, dtype=dtype)
     t0 = time.time()
 
     if not (Path(args.warmup) / "model.safetensors").exists():
