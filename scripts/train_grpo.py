@@ -141,7 +141,8 @@ def check_shared_vocabulary(student, teacher, tokenizer) -> None:
         rows = Qwen3Config.from_file(resolve_checkpoint(path) / "config.json").vocab_size
         if rows < len(tokenizer):
             sys.exit(f"{path}: the {name} has {rows} embedding rows, fewer than the tokenizer's {len(tokenizer)} ids")
-    if (resolve_checkpoint(teacher) / "tokenizer.json").exists():
+    ours, theirs = (resolve_checkpoint(path) / "tokenizer.json" for path in (student, teacher))
+    if theirs.exists() and theirs.read_bytes() != ours.read_bytes():  # the same file: nothing to compare
         mine, theirs = tokenizer.tok.get_vocab(True), load_tokenizer(teacher).tok.get_vocab(True)
         if mine != theirs:
             token = min(set(mine.items()) ^ set(theirs.items()), key=lambda kv: kv[1])[0]
