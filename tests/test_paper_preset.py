@@ -5,8 +5,8 @@ rows). The flags shrink steps, prompts, G, response length and the warm-up's que
 the rest: bf16 teacher and reference, float32 master weights of the policy under bf16 autocast (on CPU
 `torch.autocast("cpu", torch.bfloat16)`), micro-batch 1, D11's n = d * 10^j warm-up (j up to 3), and the
 final table. `--gradient-checkpointing` and rollouts in fewer slots than the step's rows are the README's
-one-GPU settings. The student is scripted to call (`<call>n</call>`, n in 1-4, after about every other text token) so that the
-teacher writes in every rollout.
+one-GPU settings. The student is scripted to call (`<call>n</call>`, n in 1-4, after about every other text
+token) so that the teacher writes in every rollout and the rows of a group differ.
 Also: `--teacher-device`, and bad input (a teacher with another vocabulary, an unknown device) refused
 before any work.
 """
@@ -94,9 +94,9 @@ def test_paper_preset_runs_in_miniature_and_resumes_as_a_no_op(world, monkeypatc
         return real_warmup(*args, **kwargs)
 
     def spy_grpo(policy, ref, teacher, tokenizer, questions, cfg, run_dir, resume=False):
-        seen.update(dtypes=(policy.dtype, ref.dtype, teacher.dtype), cfg=cfg, checkpointing=policy.gradient_checkpointing,
-                    autocast=torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu"),
-                    teacher_device=teacher.device)
+        seen.update(dtypes=(policy.dtype, ref.dtype, teacher.dtype), cfg=cfg, teacher_device=teacher.device,
+                    checkpointing=policy.gradient_checkpointing,
+                    autocast=torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu"))
         before = [weights(m) for m in (ref, teacher)]
         out = real_grpo(policy, ref, teacher, tokenizer, questions, cfg, run_dir, resume=resume)
         seen["frozen"] = [all(torch.equal(w[k], m.state_dict()[k]) for k in w) for w, m in zip(before, (ref, teacher))]
@@ -106,7 +106,8 @@ def test_paper_preset_runs_in_miniature_and_resumes_as_a_no_op(world, monkeypatc
     monkeypatch.setattr(script, "train_grpo", spy_grpo)
     monkeypatch.setattr(script, "make_warmup_examples", spy_warmup)
     run = root / "run"
-    script.main(paper_argv(root, "--gradient-checkpointing", "--teacher-device", "cpu", "--export", str(root / "export")))
+    script.main(paper_argv(root, "--gradient-checkpointing", "--teacher-device", "cpu",
+                           "--export", str(root / "export")))
     out = capsys.readouterr().out
 
     # The mechanics the preset promises, as the run saw them.
@@ -166,7 +167,8 @@ def test_teacher_device_defaults_to_the_students_device(world):
 def bare_checkpoint(directory, vocab_size, tokenizer_dir=None):
     """config.json and tokenizer files only: the checks must refuse before any weights are read."""
     directory.mkdir(parents=True)
-    (directory / "config.json").write_text(json.dumps(tiny_config(32, 1, tied=True).to_dict() | {"vocab_size": vocab_size}))
+    config = tiny_config(32, 1, tied=True).to_dict() | {"vocab_size": vocab_size}
+    (directory / "config.json").write_text(json.dumps(config))
     if tokenizer_dir is not None:
         for f in tokenizer_dir.iterdir():
             (directory / f.name).write_bytes(f.read_bytes())

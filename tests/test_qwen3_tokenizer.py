@@ -9,7 +9,7 @@ from relay_ref.tokenizer import INSTRUCTION, load_tokenizer
 QUESTIONS = [
     "What is 2+3?",
     r"Let $f(x) = \frac{x^2-1}{x+1}$. Compute $\sum_{k=1}^{10} f(k)$ and write it as \boxed{...}.",
-    "Trois élèves partagent 17 pommes. 小明有 5 个苹果。 Ünïcödé — “quotes” … ∑ √2 ≈ 1.4 🙂",
+    "Trois élèves partagent 17 pommes. 小明有 5 个苹果。 Ünïcödé “quotes” … ∑ √2 ≈ 1.4 🙂",
     "First line.\n\nSecond paragraph after a blank line.\n\n\n   indented, trailing spaces   \n",
     "  leading spaces and a tab\there",
     "",
