@@ -129,7 +129,7 @@ def test_paper_preset_runs_in_miniature_and_resumes_as_a_no_op(world, monkeypatc
     assert [l["step"] for l in lines] == [0, 1] and all(METRICS <= set(l) for l in lines)
     assert all(l["call_ratio"] > 0 for l in lines)  # the teacher wrote in the rollouts
     examples = [json.loads(l) for l in (run / "warmup_data.jsonl").read_text().splitlines()]
-    assert len(examples) == 3 and all(tok.commands.call_id in e["response_ids"] for e in examples)
+    assert len(examples) == 3 and any(tok.commands.call_id in e["response_ids"] for e in examples)  # D11: 0-3 each
 
     # The final table: four rows on the test set.
     for label in ("student alone", "teacher alone", "relay student", "relay student, no teacher"):
