@@ -118,5 +118,7 @@ def save_pretrained(model: Qwen3ForCausalLM, directory, tokenizer=None) -> None:
     if tokenizer is not None:
         config.setdefault("eos_token_id", tokenizer.eos_ids[0])
         tokenizer.save(directory)
+        generation = {"eos_token_id": list(tokenizer.eos_ids)}  # transformers' generate stops at either EOS
+        atomic_write(directory / "generation_config.json", lambda p: p.write_text(json.dumps(generation) + "\n"))
     atomic_write(directory / "config.json", lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
     atomic_write(directory / "model.safetensors", lambda p: save_file(state, str(p), metadata={"format": "pt"}))

@@ -3,7 +3,9 @@ EOS ids and the command tokens `<call>`/`</call>` of decision D1 (paper ยง3.1, ย
 
 If the tokenizer lacks the command tokens they are added as special tokens right after its last token
 (151669 and 151670 for Qwen3, inside the checkpoint's 151936 embedding rows). The token ids are never
-round-tripped through text: the relay hands ids between the models (D3).
+round-tripped through text: the relay hands ids between the models (D3). `save` keeps the source
+tokenizer_config.json whole (Qwen3's chat template included) and lists the command tokens in it as special
+added tokens, so a saved student still chats in `transformers`.
 """
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ INSTRUCTION = "Please reason step by step, and put your final answer within \\bo
 
 
 class Tokenizer:
-    def __init__(self, tok: HFTokenizer, source: str = "tokenizer.json"):
-        self.tok = tok
+    def __init__(self, tok: HFTokenizer, source: str = "tokenizer.json", config: dict | None = None):
+        self.tok, self.config = tok, config  # config: the source tokenizer_config.json
         missing = [t for t in (CALL, END_CALL) if tok.token_to_id(t) is None]
         tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in missing])
         digits = []
@@ -54,8 +56,11 @@ class Tokenizer:
     def save(self, directory) -> None:
         directory = Path(directory)
         atomic_write(directory / "tokenizer.json", lambda p: self.tok.save(str(p)))
-        config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": EOS_TOKENS[0],
-                  "pad_token": EOS_TOKENS[-1], "bos_token": None, "model_max_length": 131072}
+        config = dict(self.config or {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": EOS_TOKENS[0],
+                                      "pad_token": EOS_TOKENS[-1], "bos_token": None, "model_max_length": 131072})
+        config["added_tokens_decoder"] = {**config.get("added_tokens_decoder", {}), **{
+            str(self.tok.token_to_id(t)): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
+                                           "single_word": False, "special": True} for t in (CALL, END_CALL)}}
         atomic_write(directory / "tokenizer_config.json", lambda p: p.write_text(json.dumps(config, indent=2)))
 
 
@@ -63,8 +68,10 @@ def load_tokenizer(path_or_hub_id) -> Tokenizer:
     path = resolve_checkpoint(path_or_hub_id) / "tokenizer.json"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no tokenizer.json")
+    config, tok = path.with_name("tokenizer_config.json"), None
     try:
         tok = HFTokenizer.from_file(str(path))
+        config = json.loads(config.read_text()) if config.exists() else None
     except Exception as e:  # tokenizers raises a bare Exception for a malformed file
-        raise UserError(f"{path}: not a valid tokenizer.json ({' '.join(str(e).split())})") from None
-    return Tokenizer(tok, source=str(path))
+        raise UserError(f"{config if tok else path}: not a valid tokenizer file ({' '.join(str(e).split())})") from None
+    return Tokenizer(tok, source=str(path), config=config)

@@ -93,6 +93,9 @@ def parse_args(argv=None):
     ap.add_argument("--sft-commands-only", type=as_bool, metavar="BOOL",
                     help="warm-up trains only the <call>/</call> rows (false: the whole student, as the paper)")
     ap.add_argument("--device")
+    ap.add_argument("--teacher-device", help="the teacher, its cache and its sampling (default: --device); "
+                    "only token ids cross between the devices")
+    ap.add_argument("--warmup-questions", type=int, help="warm-up data from the first N training questions")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], help="teacher and reference dtype")
     ap.add_argument("--resume", action="store_true",
                     help="continue from run_dir/checkpoint (or the .tmp/.old a crash between its renames left)")
@@ -125,14 +128,40 @@ def parse_args(argv=None):
     if isinstance(args.test_data, (str, Path)):
         args.test_data = [args.test_data]
     args.warmup = args.warmup or Path(args.run_dir) / "warmup"
+    args.teacher_device = args.teacher_device or args.device
     overrides = ("sft_lr", "sft_epochs", "sft_command_lr_scale", "sft_commands_only", "warmup_temperature",
-                 "warmup_max_exponent", "warmup_unsure_below")
+                 "warmup_max_exponent", "warmup_unsure_below", "warmup_questions")
     preset = {**preset, **{k: getattr(args, k) for k in overrides if getattr(args, k) is not None}}
     if preset["warmup_unsure_below"] == "none":
         preset["warmup_unsure_below"] = None
     grpo = {**preset["grpo"], **{f.name: getattr(args, f.name) for f in fields(GRPOConfig)
                                  if getattr(args, f.name) is not None}}
     return args, preset, grpo
+
+
+def usable_device(name: str, flag: str) -> torch.device:
+    try:
+        device = torch.device(name)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as err:  # a misspelt type; a CUDA device on a machine without one
+        raise UserError(f"{flag} {name}: not a usable device here ({str(err).splitlines()[0]})")
+    return device
+
+
+def check_shared_vocabulary(student, teacher, tokenizer) -> None:
+    """The relay hands token ids between the models (D3): one tokenizer, and both models have rows for its ids.
+    student, teacher: `check_checkpoint`'s (directory, meta model, headers)."""
+    for name, (directory, meta, _) in (("student", student), ("teacher", teacher)):
+        if meta.config.vocab_size < len(tokenizer):
+            raise UserError(f"{directory}: the {name} has {meta.config.vocab_size} embedding rows, fewer than the "
+                            f"tokenizer's {len(tokenizer)} ids")
+    ours, theirs = (d / "tokenizer.json" for d in (student[0], teacher[0]))
+    if theirs.exists() and theirs.read_bytes() != ours.read_bytes():  # the same file: nothing to compare
+        mine, theirs = tokenizer.tok.get_vocab(True), load_tokenizer(teacher[0]).tok.get_vocab(True)
+        if mine != theirs:
+            token = min(set(mine.items()) ^ set(theirs.items()), key=lambda kv: kv[1])[0]
+            raise UserError(f"{teacher[0]}: the teacher's tokenizer differs from the student's {student[0]} (token "
+                            f"{token!r}: id {mine.get(token)} vs {theirs.get(token)}); the relay needs one vocabulary")
 
 
 def main(argv=None):
@@ -143,6 +172,8 @@ def main(argv=None):
         raise UserError(f"--train-data is required with --preset {args.preset} (JSON lines with problem/answer)")
     questions = load_questions(args.train_data)
     tests = {Path(p).stem: load_questions(p)[:args.eval_limit] for p in (args.test_data or [])}
+    device = usable_device(args.device, "--device")
+    teacher_device = usable_device(args.teacher_device, "--teacher-device")
     if grpo.get("steps") is None:  # one epoch over the training questions (paper §4.3)
         grpo["steps"] = max(1, len(questions) // grpo["prompts_per_step"])
     cfg = GRPOConfig(**grpo)
@@ -153,10 +184,11 @@ def main(argv=None):
     if found and not args.resume and not args.overwrite:
         raise UserError(f"{found} holds a resumable run: pass --resume to continue it or --overwrite to start over")
     has_warmup = (Path(args.warmup) / "model.safetensors").exists()
-    metas = [check_checkpoint(p, tokenizer=tok)[1] for p, tok in [(args.student, True), (args.teacher, False)]
-             + [(args.warmup, True)] * has_warmup + [(found, True)] * bool(found and args.resume)]
-    context = min(m.config.max_position_embeddings for m in metas)
+    checked = [check_checkpoint(p, tokenizer=tok) for p, tok in [(args.student, True), (args.teacher, False)]
+               + [(args.warmup, True)] * has_warmup + [(found, True)] * bool(found and args.resume)]
+    context = min(meta.config.max_position_embeddings for _, meta, _ in checked)
     tokenizer = load_tokenizer(args.student)
+    check_shared_vocabulary(checked[0], checked[1], tokenizer)
     questions = fit_context(questions, tokenizer, cfg.max_new_tokens, context, args.train_data, args.truncate_prompts)
     tests = {name: fit_context(qs, tokenizer, args.eval_max_new_tokens or cfg.max_new_tokens, context, name,
                                args.truncate_prompts) for name, qs in tests.items()}
@@ -165,9 +197,9 @@ def main(argv=None):
             shutil.rmtree(d, ignore_errors=True)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    dtype = getattr(torch, args.dtype)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=preset["autocast"], cache_enabled=False)
-    teacher = load_model(args.teacher, device=device, dtype=dtype)
+    teacher = load_model(args.teacher, device=teacher_device, dtype=dtype)
     t0 = time.time()
 
     if not has_warmup:
