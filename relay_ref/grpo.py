@@ -58,6 +58,7 @@ class GRPOConfig:
     max_calls: int | None = None
     max_call_tokens: int | None = None  # D2's optional cap on n (the toy world's responses are ~60 tokens)
     rollout_batch: int = 64  # rows per relay_generate call (bounds the KV caches)
+    rollout_slots: int | None = None  # rows decoded at once (continuous batching); None: all prompts x G
     micro_batch: int = 8  # rows per forward/backward
     updates_per_step: int = 1  # optimizer steps per rollout batch (the release: 4)
     command_lr_scale: float = 1.0  # the new command tokens' rows learn this much faster (sft.step_with_command_rows)
