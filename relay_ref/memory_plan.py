@@ -1,13 +1,10 @@
-"""The memory plan of GRPO on one GPU, from the two config.json files alone (paper §4.3; App. E Table 7's shapes).
+"""The memory plan of GRPO on one GPU from the two config.json files alone (paper §4.3; App. E Table 7's shapes).
 
-Bytes held during `grpo.train_grpo`: always resident, the policy's float32 master weights, their gradients and
-AdamW's two moments (float32, present from the first update on) and the frozen reference and teacher in their
-dtype; then, one at a time, (a) the KV caches of one `relay_generate` call, student and teacher, each
-(rows + 1 sink) x (longest prompt + max_new_tokens) positions x layers x (K, V) x KV heads x head_dim in the
-autocast dtype (the model's without autocast), freed when the call returns; (b) one micro-batch's activations
-(`activation_bytes`, an estimate); (c) AdamW's step scratch (CUDA's foreach step: one float32 weight copy).
-peak = resident + max(a, b, c). Weights, gradients, moments and caches are exact (tests/test_memory_plan.py).
-"""
+Resident through `grpo.train_grpo`: the policy's float32 weights, gradients and AdamW moments, the frozen reference
+and teacher in their dtype. Then one at a time: (a) one `relay_generate` call's KV caches, student and teacher,
+(rows + 1 sink) x (longest prompt + max_new_tokens) x layers x (K, V) x KV heads x head_dim in the autocast dtype
+(else each model's), freed on return; (b) one micro-batch's activations (`activation_bytes`, an estimate);
+(c) AdamW's step scratch (CUDA's foreach step: one float32 weight copy). peak = resident + max(a, b, c)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +15,7 @@ from .model import Qwen3Config, Qwen3ForCausalLM
 
 
 def load_config(path_or_hub_id) -> Qwen3Config:
-    """config.json of a checkpoint directory, or of a hub id (that one file is fetched, no weights)."""
+    """config.json of a checkpoint directory or of a hub id (that file only, no weights)."""
     path, name = Path(path_or_hub_id).expanduser(), str(path_or_hub_id)
     if not path.exists() and name.count("/") == 1 and not name.startswith((".", "/", "~")):
         from huggingface_hub import hf_hub_download
@@ -38,18 +35,16 @@ def kv_cache_bytes(cfg, rows: int, max_len: int, dtype) -> int:
 
 
 def activation_bytes(cfg, rows: int, length: int, checkpointing: bool, dtype, logit_chunk: int = 1024):
-    """(saved, transient) bytes of one forward/backward of `token_logprobs` on rows x length tokens, computing in
-    `dtype` (float32: no autocast). The model: per token and layer, float32 residual and norm tensors 16h + 4(q+kv)
-    and, in dtype, c(5h + 3(q+kv) + 4I) (projection inputs, attention and MLP intermediates), plus, under autocast,
-    the layer's weights cast to dtype; per token 12h + 4 head_dim + 64 more for the final norm, RoPE and ids.
-    Checkpointing saves only each layer's float32 input (4h) and recomputes one layer at a time in backward.
-    Transient: the larger of that recomputed layer and one log-prob chunk's logits (chunk x vocab x 16 bytes, plus
-    the head cast to dtype). Assumes a fused attention kernel (the math fallback adds heads x T^2 per layer)."""
+    """(saved, transient) bytes of one `token_logprobs` forward/backward on rows x length tokens in `dtype` (float32:
+    no autocast). Per token and layer: float32 residual and norms 16h + 4(q+kv), in dtype c(5h + 3(q+kv) + 4I),
+    plus (autocast) each layer's weights cast to dtype; per token 12h + 4 head_dim + 64 for the final norm, RoPE, ids.
+    Checkpointing keeps each layer's float32 input (4h) and recomputes one layer at a time. Transient: that layer or
+    one log-prob chunk's logits (chunk x vocab x 16 + the head cast). Assumes fused attention (no T^2 matrix)."""
     h, I, c, T = cfg.hidden_size, cfg.intermediate_size, dtype.itemsize, rows * length
     qkv = (cfg.num_attention_heads + cfg.num_key_value_heads) * cfg.head_dim
-    cast = c < 4  # autocast: every Linear saves its weight's cast copy
-    layer = T * (16 * h + 4 * qkv + c * (5 * h + 3 * qkv + 4 * I)) + cast * c * h * (2 * qkv + 3 * I)
-    logits = rows * min(length, logit_chunk) * cfg.vocab_size * 16 + cast * c * h * cfg.vocab_size
+    # (c < 4): under autocast every Linear saves the cast copy of its weight for backward
+    layer = T * (16 * h + 4 * qkv + c * (5 * h + 3 * qkv + 4 * I)) + (c < 4) * c * h * (2 * qkv + 3 * I)
+    logits = rows * min(length, logit_chunk) * cfg.vocab_size * 16 + (c < 4) * c * h * cfg.vocab_size
     L, base = cfg.num_hidden_layers, T * (12 * h + 4 * cfg.head_dim + 64)
     return (base + L * 4 * h * T, max(layer, logits)) if checkpointing else (base + L * layer, logits)
 

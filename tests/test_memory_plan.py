@@ -178,3 +178,10 @@ def test_dry_run_on_a_directory_without_config_json_fails_with_one_line(tmp_path
                          "--dry-run"])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("\n") == 1 and "no config.json" in err and str(tmp_path) in err
+
+
+def test_the_readme_memory_table_is_the_dry_run_output(capsys):
+    code, out, _ = dry_run(capsys, "--gpu-memory", "80GiB", "--gradient-checkpointing")
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = [line for line in out.splitlines() if line.startswith("|")]
+    assert code == 0 and len(table) == 12 and "\n".join(table) in readme
