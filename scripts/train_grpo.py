@@ -86,11 +86,14 @@ DRY_RUN_PROMPT_TOKENS = 512  # the plan's longest prompt; each more token costs 
 
 def dry_run(args, preset, grpo) -> int:
     """The README's memory table for these configs and flags; the fit against --gpu-memory or the GPU's own."""
-    try:
-        student, teacher = load_config(args.student), load_config(args.teacher)
-    except (OSError, ValueError) as err:
-        print(f"--dry-run: {err}", file=sys.stderr)
-        return 2
+    configs = []
+    for role in ("student", "teacher"):
+        try:
+            configs.append(load_config(getattr(args, role)))
+        except (OSError, ValueError) as err:  # a missing config.json, a hub id that cannot be fetched, a bad field
+            print(f"--dry-run: --{role} {getattr(args, role)}: {str(err).splitlines()[0]}", file=sys.stderr)
+            return 2
+    student, teacher = configs
     cfg = GRPOConfig(**{**grpo, "steps": grpo.get("steps") or 1})
     slots, max_len, gib = cfg.rollout_slots or cfg.prompts_per_step * cfg.group_size, \
         DRY_RUN_PROMPT_TOKENS + cfg.max_new_tokens, lambda b: f"{b / 2**30:.1f} GiB"
