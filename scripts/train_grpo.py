@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import shutil
 import sys
 import time
@@ -30,6 +31,7 @@ from relay_ref.evaluation import evaluate
 from relay_ref.grpo import REWARDS, GRPOConfig, NonFiniteLoss, train_grpo
 from relay_ref.grpo_loss import ADVANTAGE_SCALES
 from relay_ref.run_state import find_checkpoint
+from relay_ref.memory_plan import load_config, max_rollout_slots, memory_plan
 from relay_ref.sft import make_warmup_examples, train_sft
 from relay_ref.tokenizer import load_tokenizer
 
@@ -63,8 +65,8 @@ PRESETS = {
                   warmup_questions=30000, warmup_temperature=1.0, warmup_max_exponent=3, warmup_unsure_below=None,
                   sft_epochs=1, sft_lr=2e-5, sft_batch=32, sft_command_lr_scale=1.0, sft_commands_only=False,
                   grpo=dict(steps=None, prompts_per_step=32, group_size=8, lr=1e-6, weight_decay=0.01, beta=0.01,
-                            # 64 rows decoding at once: the memory plan (--dry-run) sizes the slots next to the models
-                            max_new_tokens=8192, rollout_slots=64, micro_batch=1, save_every=10)),
+                            # "fit": the most rows whose caches fit beside the resident models (memory_plan)
+                            max_new_tokens=8192, rollout_slots="fit", micro_batch=1, save_every=10)),
 }
 
 CHOICES = {"reward": REWARDS, "advantage_scale": ADVANTAGE_SCALES}
@@ -72,6 +74,88 @@ CHOICES = {"reward": REWARDS, "advantage_scale": ADVANTAGE_SCALES}
 
 def as_bool(s: str) -> bool:
     return s.lower() in ("1", "true", "yes")
+
+
+def memory_size(s: str) -> int:
+    """'80GiB' -> bytes (GiB/MiB: powers of 2; GB/MB: powers of 10)."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(GiB|GB|MiB|MB)", s.strip(), re.IGNORECASE)
+    if m is None:
+        raise argparse.ArgumentTypeError(f"{s!r}: a size like 80GiB, 80GB or 512MiB")
+    return int(float(m[1]) * {"gib": 2**30, "gb": 10**9, "mib": 2**20, "mb": 10**6}[m[2].lower()])
+
+
+DRY_RUN_PROMPT_TOKENS = 512  # the plan's longest prompt; each more token costs one cache position per row
+
+
+def plan_inputs(args, preset, grpo):
+    """Student and teacher configs, memory_plan's keyword arguments for these flags, the device memory (or None)."""
+    student, teacher = (load_config(getattr(args, role)) for role in ("student", "teacher"))
+    kw = dict(max_len=DRY_RUN_PROMPT_TOKENS + grpo.get("max_new_tokens", GRPOConfig.max_new_tokens),
+              micro_batch=grpo.get("micro_batch", GRPOConfig.micro_batch),
+              gradient_checkpointing=args.gradient_checkpointing, frozen_dtype=getattr(torch, args.dtype),
+              autocast_dtype=torch.bfloat16 if preset["autocast"] else None)
+    memory = args.gpu_memory
+    if memory is None and torch.device(args.device).type == "cuda" and torch.cuda.is_available():
+        memory = torch.cuda.get_device_properties(torch.device(args.device)).total_memory
+    return student, teacher, kw, memory
+
+
+FIT_SHARE = 0.9  # of the device memory: the allocator's fragmentation and kernel workspaces are not in the plan
+
+
+def fit_rollout_slots(grpo, student, teacher, kw, memory) -> None:
+    """The paper preset's rollout_slots="fit": the most rows whose KV caches fit beside the resident models
+    in FIT_SHARE of the device memory (8 when the memory is not known)."""
+    rows, fit = grpo["prompts_per_step"] * grpo["group_size"], memory and FIT_SHARE * memory
+    grpo["rollout_slots"] = 8 if memory is None else max(1, min(rows, max_rollout_slots(student, teacher, fit, **kw)))
+    print(f"rollout slots: {grpo['rollout_slots']} of the step's {rows} rows decode at once " +
+          ("(no GPU memory known: pass --gpu-memory or --rollout-slots)" if memory is None
+           else f"(the most whose caches fit in {FIT_SHARE:.0%} of {memory / 2**30:.1f} GiB)"))
+
+
+def dry_run(args, preset, grpo) -> int:
+    """The README's memory table for these configs and flags; the fit against --gpu-memory or the GPU's own."""
+    try:
+        student, teacher, args_, memory = plan_inputs(args, preset, grpo)
+    except (OSError, ValueError) as err:  # a missing config.json, a hub id that cannot be fetched, a bad field
+        raise UserError(f"--dry-run: {str(err).splitlines()[0]}") from None
+    if grpo.get("rollout_slots") == "fit":
+        fit_rollout_slots(grpo, student, teacher, args_, memory)
+    cfg = GRPOConfig(**{**grpo, "steps": grpo.get("steps") or 1})
+    slots, max_len, gib = cfg.rollout_slots or cfg.prompts_per_step * cfg.group_size, \
+        args_["max_len"], lambda b: f"{b / 2**30:.1f} GiB"
+    plan, ck = memory_plan(student, teacher, rollout_slots=slots, **args_), args.gradient_checkpointing
+    cache = "bfloat16 under autocast" if preset["autocast"] else f"float32 and {args.dtype}"
+    rows = [("policy weights, float32 master copy", "weights"), ("its gradients (float32)", "gradients"),
+            ("AdamW moments (2 x float32)", "adam_moments"), (f"reference model ({args.dtype}, frozen)", "reference"),
+            (f"teacher ({args.dtype}, frozen)", "teacher"), ("**always resident**", "resident"),
+            (f"rollout KV caches of one relay_generate call: {slots} rows x {max_len:,} tokens ({DRY_RUN_PROMPT_TOKENS} "
+             f"prompt + {cfg.max_new_tokens:,} response), student + teacher, {cache}", "kv_caches"),
+            (f"training activations, micro-batch {cfg.micro_batch} x {max_len:,} tokens, gradient checkpointing "
+             f"{'on' if ck else 'off'} (an estimate: relay_ref/memory_plan.py)", "activations"),
+            ("AdamW step scratch (one float32 copy of the weights)", "step_scratch"),
+            ("**peak** = resident + the largest of the three above (caches are freed before the update)", "peak")]
+    print(f"memory plan: student {args.student}, teacher {args.teacher}\n\n| what | size |\n|---|---|")
+    print("\n".join(f"| {label} | {gib(plan[key])} |" for label, key in rows))
+    if memory is None:
+        print("\nno --gpu-memory and no GPU here: the fit was not checked")
+        return 0
+    if plan["peak"] <= memory:
+        print(f"\nfits in {gib(memory)} with these flags ({gib(memory - plan['peak'])} to spare)")
+        return 0
+    advice = []
+    if plan["resident"] + plan["step_scratch"] > memory:
+        advice.append("the resident models alone do not fit: put the teacher on another GPU (--teacher-device) "
+                      "or use a larger one")
+    else:
+        if plan["resident"] + plan["kv_caches"] > memory:
+            advice.append(f"--rollout-slots {max_rollout_slots(student, teacher, memory, **args_)} (the most rows "
+                          "whose caches fit)")
+        if plan["resident"] + plan["activations"] > memory:
+            advice.append("--gradient-checkpointing" if not ck else "--micro-batch 1" if cfg.micro_batch > 1
+                          else "shorter responses (--max-new-tokens)")
+    print(f"\ndoes not fit in {gib(memory)} (peak {gib(plan['peak'])}); change: " + "; ".join(advice))
+    return 1
 
 
 def parse_args(argv=None):
@@ -107,6 +191,10 @@ def parse_args(argv=None):
     ap.add_argument("--eval-max-new-tokens", type=int)
     ap.add_argument("--skip-eval", action="store_true")
     ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--dry-run", action="store_true", help="print the memory plan from the two config.json files and "
+                    "exit without loading weights: 0 if it fits (or no memory is known), 1 if it does not")
+    ap.add_argument("--gpu-memory", type=memory_size, metavar="SIZE", help="device memory for --dry-run, e.g. 80GiB "
+                    "(default: the GPU's own)")
     for f in fields(GRPOConfig):  # every GRPO knob is a flag: --steps, --lr, --reward, --beta, ...
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool",) or isinstance(f.default, bool):
@@ -166,6 +254,10 @@ def check_shared_vocabulary(student, teacher, tokenizer) -> None:
 
 def main(argv=None):
     args, preset, grpo = parse_args(argv)
+    if args.dry_run:  # before any data or weights are read
+        sys.exit(dry_run(args, preset, grpo))
+    if grpo.get("rollout_slots") == "fit":
+        fit_rollout_slots(grpo, *plan_inputs(args, preset, grpo))
     # Fail before any work: data files parse, every checkpoint the run reads is valid (headers only), the
     # prompts fit the context, and a resumable run is neither missing (--resume) nor overwritten by accident.
     if args.train_data is None:
