@@ -83,6 +83,7 @@ def relay_with(student_cls, teacher_cls, *args, **kwargs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: torch's, one per core)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--shapes", default=None, choices=list(SHAPES), help="default: cpu on CPU, paper on CUDA")
     ap.add_argument("--batch", type=int, default=8)
@@ -91,6 +92,8 @@ def main():
     ap.add_argument("--call-tokens", type=int, default=8, help="k in the scripted <call>k</call>")
     ap.add_argument("--periods", type=int, nargs="+", default=[200, 60, 20], help="student tokens between calls")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     s_cfg, t_cfg = SHAPES[args.shapes or ("paper" if device.type == "cuda" else "cpu")]
     torch.manual_seed(0)

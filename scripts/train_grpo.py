@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from relay_ref.benchmarks import REGISTRY, prepare
 from relay_ref.checkpoint import load_model, resolve_checkpoint
 from relay_ref.data import load_questions, save_jsonl
 from relay_ref.evaluation import evaluate
@@ -75,7 +76,8 @@ def parse_args(argv=None):
     ap.add_argument("--preset", choices=PRESETS, default="toy")
     ap.add_argument("--student", help="student checkpoint dir or hub id")
     ap.add_argument("--teacher", help="teacher checkpoint dir or hub id")
-    ap.add_argument("--train-data", type=Path, help="JSON lines with problem/answer (filtered, D12)")
+    ap.add_argument("--train-data", help="JSON lines with problem/answer (filtered, D12), or a dataset name "
+                    f"({', '.join(REGISTRY)}; unfiltered, see scripts/prepare_data.py)")
     ap.add_argument("--test-data", type=Path, nargs="*", help="JSON lines for the final table")
     ap.add_argument("--run-dir", type=Path)
     ap.add_argument("--warmup", type=Path, help="warm-up checkpoint dir (made if missing; default run_dir/warmup)")
@@ -96,6 +98,7 @@ def parse_args(argv=None):
     ap.add_argument("--eval-max-new-tokens", type=int)
     ap.add_argument("--skip-eval", action="store_true")
     ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: torch's, one per core)")
     for f in fields(GRPOConfig):  # every GRPO knob is a flag: --steps, --lr, --reward, --beta, ...
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool",) or isinstance(f.default, bool):
@@ -126,7 +129,9 @@ def main(argv=None):
     # Fail before any work: data files parse, checkpoints exist.
     if args.train_data is None:
         sys.exit(f"--train-data is required with --preset {args.preset} (JSON lines with problem/answer)")
-    questions = load_questions(args.train_data)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    questions = prepare(args.train_data)[0] if str(args.train_data) in REGISTRY else load_questions(args.train_data)
     tests = {Path(p).stem: load_questions(p)[:args.eval_limit] for p in (args.test_data or [])}
     for path in (args.student, args.teacher):
         resolve_checkpoint(path)
