@@ -16,7 +16,7 @@ Rows (paper §4.2, §4.4, §5.3, §5.4; D14), one run each per benchmark:
   share equals the relay's call ratio on that benchmark (`matched_random_calls`), handing the teacher spans
   of --random-k tokens (default: the relay's mean teacher span on that benchmark);
 - random-router: not run. The query-level router of Fig. 1 at the relay's cost: acc_student + ratio *
-  (acc_teacher - acc_student) per benchmark (relayllm.md section 7.4).
+  (acc_teacher - acc_student) per benchmark (design.md D14).
 Below the table: the cost reduction against the performance-matched router and the accuracy margin at equal
 cost, computed from the averages as in the abstract (98.2% and 6.9 points for Qwen3-1.7B).
 

@@ -1,4 +1,4 @@
-"""Benchmark readers (paper §4.2, Table 1; relayllm.md section 7.1) on hand-written fixtures in the real formats."""
+"""Benchmark readers (paper §4.2, Table 1; design.md D14) on hand-written fixtures in the real formats."""
 import json
 from pathlib import Path
 
