@@ -67,3 +67,13 @@ def test_each_readme_command_parses_its_flags(words, monkeypatch, capsys):
     except Parsed:
         return
     pytest.fail(f"`{' '.join(words)}` never parsed its arguments")
+
+
+def test_the_tour_lists_every_library_file_and_every_script():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    tour = readme[readme.index("## A tour of the code"):readme.index("## Running the paper preset")]
+    rows = re.findall(r"^\| (.+?) \|", tour, flags=re.M)
+    named = {name for row in rows for name in re.findall(r"`([\w/]+\.py)`", row)}
+    missing = [p.name for p in sorted((ROOT / "relay_ref").glob("*.py")) if p.name not in named]
+    missing += [f"scripts/{p.name}" for p in sorted((ROOT / "scripts").glob("*.py")) if f"scripts/{p.name}" not in named]
+    assert not missing, f"not in the README's tour: {missing}"
