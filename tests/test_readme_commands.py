@@ -77,3 +77,16 @@ def test_the_tour_lists_every_library_file_and_every_script():
     missing = [p.name for p in sorted((ROOT / "relay_ref").glob("*.py")) if p.name not in named]
     missing += [f"scripts/{p.name}" for p in sorted((ROOT / "scripts").glob("*.py")) if f"scripts/{p.name}" not in named]
     assert not missing, f"not in the README's tour: {missing}"
+
+
+@pytest.mark.slow
+def test_the_readme_evaluate_then_show_commands_run_on_the_toy_world(tmp_path):
+    """The README's evaluate -> show sequence end to end on 16 toy questions (about 30 s on 2 cores)."""
+    import json
+    import subprocess
+    results, svg = tmp_path / "eval" / "results.json", tmp_path / "eval" / "transcripts.svg"
+    for argv in (["scripts/evaluate.py", "--limit", "16", "--out", str(results)],
+                 ["scripts/show.py", "--results", str(results), "--svg", str(svg)]):
+        done = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert svg.read_text().startswith("<svg") and json.loads(results.read_text())
