@@ -141,8 +141,7 @@ def prepare(name_or_path, limit: int | None = None) -> tuple[list[dict], dict]:
     """(rows, counts): the rows less unreadable golds and repeated problems, and how many of each went."""
     # An unscorable group teaches nothing (design.md GRPO (b)); DAPO-Math's file holds each problem ~100 times.
     rows = load_benchmark(name_or_path, limit)
-    readable, first = [r for r in rows if gold_is_readable(r["answer"])], {}
-    for row in readable:
-        first.setdefault(row["problem"], row)
-    return list(first.values()), {"read": len(rows), "unreadable gold": len(rows) - len(readable),
-                                  "duplicates": len(readable) - len(first), "kept": len(first)}
+    readable, seen = [r for r in rows if gold_is_readable(r["answer"])], {}
+    kept = [seen.setdefault(r["problem"], r) for r in readable if r["problem"] not in seen]  # first of each, in order
+    return kept, {"read": len(rows), "unreadable gold": len(rows) - len(readable),
+                  "duplicates": len(readable) - len(kept), "kept": len(kept)}
