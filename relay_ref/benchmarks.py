@@ -1,4 +1,4 @@
-"""The paper's math benchmarks as `{"problem", "answer"}` rows (paper §4.2, Table 1).
+"""The paper's math benchmarks and its training set as `{"problem", "answer"}` rows (paper §4.2, §4.3; design.md D14).
 
 `load_benchmark(name_or_path, limit=None)` reads a local .jsonl, .json (a list of objects), .csv or .parquet
 (with pyarrow) file, or a `REGISTRY` name through `huggingface_hub.hf_hub_download(..., repo_type="dataset")`.
@@ -10,6 +10,7 @@ HuggingFaceH4/MATH-500 holds the same 500 problems. The zwhe99 shard names, unve
 against the repo's file list. A row without a non-empty problem and answer is an error naming the file and
 row, never a silent skip, and so is a file with no row. AIME's avg@32 is a sampling setting of the evaluation, not of the data.
 """
+# `dapo` is the paper's training set (DAPO-Math-17k, §4.3); `prepare` turns any of these into training rows.
 from __future__ import annotations
 
 import csv
@@ -18,7 +19,8 @@ import io
 import json
 from pathlib import Path
 
-from .answers import extract_boxed
+from .answers import extract_boxed, is_scorable
+from .checkpoint import from_hub
 from .errors import UserError
 
 
@@ -46,9 +48,21 @@ def read_plain(row):
     return problem, _pick(row, "answer", "Answer")
 
 
+DAPO_HEAD, DAPO_TAIL = "Solve the following math problem step by step.", '\n\nRemember to put your answer on its own line'
+
+
+# DAPO-Math-17k: the user turn of the chat `prompt` is a fixed instruction, a blank line, the problem and a
+# reminder to end with "Answer:"; the gold is `reward_model.ground_truth`.
+def read_dapo(row):
+    text = next((t.get("content") for t in _pick(row, "prompt") if isinstance(t, dict) and t.get("role") == "user"), None)
+    problem = text.partition("\n\n")[2].split(DAPO_TAIL)[0] if str(text).startswith(DAPO_HEAD) else text
+    return problem, _pick(_pick(row, "reward_model"), "ground_truth")
+
+
 def read_any(row):
     gsm8k = "question" in row and "####" in str(row.get("answer"))
-    return (read_olympiad if "final_answer" in row else read_gsm8k if gsm8k else read_plain)(row)
+    return (read_dapo if "reward_model" in row else read_olympiad if "final_answer" in row else
+            read_gsm8k if gsm8k else read_plain)(row)
 
 
 REGISTRY = {  # name -> (hub dataset repo, file, reader)
@@ -58,6 +72,7 @@ REGISTRY = {  # name -> (hub dataset repo, file, reader)
     "olympiad": ("zwhe99/simplerl-OlympiadBench", "*test*", read_olympiad),
     "aime24": ("HuggingFaceH4/aime_2024", "data/train-00000-of-00001.parquet", read_plain),
     "aime25": ("yentinglin/aime_2025", "data/train-00000-of-00001-243207c6c994e1bd.parquet", read_plain),
+    "dapo": ("BytedTsinghua-SIA/DAPO-Math-17k", "data/dapo-math-17k.parquet", read_dapo),  # training (§4.3)
 }
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
@@ -87,12 +102,7 @@ def load_benchmark(name_or_path, limit: int | None = None) -> list[dict]:
     """The first `limit` (default all) rows as `{"problem", "answer"}` strings, in file order."""
     path, reader = Path(name_or_path), read_any
     if str(name_or_path) in REGISTRY:
-        import huggingface_hub
-        repo, file, reader = REGISTRY[str(name_or_path)]
-        if "*" in file:  # keep the pattern if nothing matches: the download then fails naming it
-            file = min((f for f in huggingface_hub.list_repo_files(repo, repo_type="dataset")
-                        if fnmatch.fnmatch(f, file) and f.endswith(SUFFIXES)), default=file)
-        path = Path(huggingface_hub.hf_hub_download(repo_id=repo, filename=file, repo_type="dataset"))
+        path, reader = fetch(str(name_or_path)), REGISTRY[str(name_or_path)][2]
     elif not path.is_file():
         raise FileNotFoundError(f"{path}: no such file, and not a benchmark name ({', '.join(REGISTRY)})")
     out, where = [], ""
@@ -110,3 +120,26 @@ def load_benchmark(name_or_path, limit: int | None = None) -> list[dict]:
     if not out[:limit]:
         raise UserError(f"{path}: no questions (limit {limit})")
     return out[:limit]
+
+
+# A REGISTRY dataset's file, downloaded into (or found in) the huggingface_hub cache.
+def fetch(name: str) -> Path:
+    import huggingface_hub
+    repo, file, _ = REGISTRY[name]
+
+    def download(file=file):
+        if "*" in file:  # keep the pattern if nothing matches: the download then fails naming it
+            file = min((f for f in huggingface_hub.list_repo_files(repo, repo_type="dataset")
+                        if fnmatch.fnmatch(f, file) and f.endswith(SUFFIXES)), default=file)
+        return huggingface_hub.hf_hub_download(repo_id=repo, filename=file, repo_type="dataset")
+    return Path(from_hub(repo, download, f"download {file} from it and pass the file's path"))
+
+
+def prepare(name_or_path, limit: int | None = None) -> tuple[list[dict], dict]:
+    """(rows, counts): the rows less unreadable golds and repeated problems, and how many of each went."""
+    # An unscorable group teaches nothing (design.md GRPO (b)); DAPO-Math's file holds each problem ~100 times.
+    rows = load_benchmark(name_or_path, limit)
+    readable, seen = [r for r in rows if is_scorable(r["answer"])], {}
+    kept = [seen.setdefault(r["problem"], r) for r in readable if r["problem"] not in seen]  # first of each, in order
+    return kept, {"read": len(rows), "unreadable gold": len(rows) - len(readable),
+                  "duplicates": len(readable) - len(kept), "kept": len(kept)}

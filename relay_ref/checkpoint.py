@@ -32,7 +32,19 @@ def resolve_checkpoint(path_or_hub_id: str | Path) -> Path:
     if path.exists() or str(path_or_hub_id).startswith((".", "/", "~")) or str(path_or_hub_id).count("/") != 1:
         raise FileNotFoundError(f"{path_or_hub_id}: not a checkpoint directory (and not a hub id 'org/name')")
     from huggingface_hub import snapshot_download
-    return Path(snapshot_download(str(path_or_hub_id), allow_patterns=HUB_FILES))
+    return Path(from_hub(str(path_or_hub_id), lambda: snapshot_download(str(path_or_hub_id), allow_patterns=HUB_FILES),
+                         "pass a local checkpoint directory instead (scripts/download_weights.py makes one)"))
+
+
+def from_hub(repo_id: str, download, instead: str):
+    """download(); a hub failure becomes one line: the id, what went wrong, what to pass instead."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+    try:
+        return download()
+    except Exception as e:  # offline mode, no network, no such repo: the hub client's many error types
+        why = ("is not on the Hugging Face hub (or is gated)" if isinstance(e, RepositoryNotFoundError) else
+               f"could not be fetched: the Hugging Face hub was unreachable ({type(e).__name__})")
+        raise FileNotFoundError(f"{repo_id} {why}; {instead}") from None
 
 
 def _headers(directory: Path) -> dict[str, tuple[Path, tuple, str]]:

@@ -12,10 +12,11 @@ class UserError(ValueError):
 
 def run_script(main) -> None:
     try:
-        main()
+        code = main()
     except (UserError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line, whatever the message
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)  # a main may return its exit status
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -88,6 +88,7 @@ def time_decode(fn, batch, new_tokens, device, repeats) -> float:
 def main():
     ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: torch's, one per core)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--batch", nargs="+", type=int, default=[1, 8])
@@ -97,6 +98,8 @@ def main():
     ap.add_argument("--eager", action="store_true", help="no CUDA graphs on CUDA")
     ap.add_argument("--no-transformers", action="store_true", help="skip the transformers side")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     bw = read_bandwidth(device, dtype)
     print(f"device {device}, dtype {args.dtype}, threads {torch.get_num_threads()}, "

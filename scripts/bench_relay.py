@@ -65,19 +65,19 @@ class ScriptedStudent(ModelRunner):
     def _scripted(self, slots, out):
         return torch.tensor([self.script[len(self.cache.ids[s]) - self.prompt_len] for s in slots])
 
-    def extend(self, slots, views):
+    def extend(self, slots, views, rows=None):
         self.prompt_len = len(views[0])
-        return self._scripted(slots, super().extend(slots, views))
+        return self._scripted(slots, super().extend(slots, views, rows))
 
-    def decode(self, slots, tokens):
-        return self._scripted(slots, super().decode(slots, tokens))
+    def decode(self, slots, tokens, rows=None):
+        return self._scripted(slots, super().decode(slots, tokens, rows))
 
 
 class RePrefillTeacher(ModelRunner):
-    def extend(self, slots, views):
+    def extend(self, slots, views, rows=None):
         for s in slots:
             self.cache.ids[s] = []  # forget everything: the whole view is forwarded again
-        return super().extend(slots, views)
+        return super().extend(slots, views, rows)
 
 
 def relay_with(student_cls, teacher_cls, *args, **kwargs):
@@ -153,6 +153,7 @@ def long_tail(n_prompts=64, slots=8, max_new_tokens=1024):
 def main():
     ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: torch's, one per core)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--shapes", default=None, choices=list(SHAPES), help="default: cpu on CPU, paper on CUDA")
     ap.add_argument("--batch", type=int, default=8)
@@ -162,6 +163,8 @@ def main():
     ap.add_argument("--periods", type=int, nargs="+", default=[200, 60, 20], help="student tokens between calls")
     ap.add_argument("--long-tail", action="store_true", help="run only (d), on CPU")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.long_tail:
         return long_tail()
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)

@@ -9,9 +9,10 @@ directly. You can also pass a hub id straight to `load_model`: it downloads into
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from relay_ref.checkpoint import HUB_FILES
+from relay_ref.checkpoint import HUB_FILES, from_hub
 from relay_ref.errors import ArgumentParser, run_script
 
 PAPER_MODELS = ["Qwen/Qwen3-0.6B", "Qwen/Qwen3-1.7B", "Qwen/Qwen3-8B"]
@@ -27,7 +28,13 @@ def main():
     for repo in args.repos:
         target = args.dest / repo.split("/")[-1]
         print(f"{repo} -> {target}")
-        snapshot_download(repo, revision=args.revision, local_dir=target, allow_patterns=HUB_FILES)
+        try:
+            from_hub(repo, lambda: snapshot_download(repo, revision=args.revision, local_dir=target,
+                                                     allow_patterns=HUB_FILES),
+                     "download it elsewhere and copy it here (config.json, *.safetensors, tokenizer files)")
+        except FileNotFoundError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -36,9 +36,12 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=64, help="rows decoded at once (continuous batching slots)")
     ap.add_argument("--limit", type=int, help="only the first N questions")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: torch's, one per core)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     questions = load_questions(args.questions)[:args.limit]
     tok = load_tokenizer(args.teacher)
     teacher = load_model(args.teacher, device=args.device, dtype=getattr(torch, args.dtype))

@@ -33,6 +33,7 @@ import torch
 
 import relay_ref.relay as relay_module
 from relay_ref.commands import CommandTokens, format_call
+from relay_ref.errors import ArgumentParser, run_script
 from relay_ref.grpo import GRPOConfig, make_optimizer, rollout, update
 from relay_ref.memory_plan import load_config, memory_plan
 from relay_ref.model import Qwen3Config, Qwen3ForCausalLM
@@ -160,12 +161,12 @@ class ScriptedStudent(ModelRunner):
         real.cpu()  # wait for the real step, as the relay's own .tolist() would
         return torch.tensor([self.script[len(self.cache.ids[s]) - self.prompt_len] for s in slots])
 
-    def extend(self, slots, views):
+    def extend(self, slots, views, rows=None):
         self.prompt_len = len(views[0])  # the check's prompts all have one length
-        return self._scripted(slots, super().extend(slots, views))
+        return self._scripted(slots, super().extend(slots, views, rows))
 
-    def decode(self, slots, tokens):
-        return self._scripted(slots, super().decode(slots, tokens))
+    def decode(self, slots, tokens, rows=None):
+        return self._scripted(slots, super().decode(slots, tokens, rows))
 
 
 def scripted(fn, *a, **k):
@@ -278,7 +279,7 @@ def append(path: Path, table: str, header: str):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--tiny", action="store_true", help="2-layer models of the same vocabularies: seconds on a CPU")
     ap.add_argument("--out", type=Path, help="markdown file to append the table to (default: docs/benchmarks.md, "
@@ -321,4 +322,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -36,9 +36,12 @@ def main():
                     help="commands only before tokens where the student's top-1 probability < P "
                          "(default: any token boundary, D11; the toy preset uses 0.5)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: torch's, one per core)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     questions = load_questions(args.questions)[:args.limit]
     tok = load_tokenizer(args.student)
     student = load_model(args.student, device=args.device, dtype=getattr(torch, args.dtype))

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from relay_ref.answers import checker_name
+from relay_ref.benchmarks import REGISTRY, prepare
 from relay_ref.checkpoint import check_checkpoint, load_model
 from relay_ref.data import fit_context, load_questions, save_jsonl
 from relay_ref.errors import ArgumentParser, UserError, run_script
@@ -106,7 +107,7 @@ FIT_SHARE = 0.9  # of the device memory: the allocator's fragmentation and kerne
 def fit_rollout_slots(grpo, student, teacher, kw, memory) -> None:
     """The paper preset's rollout_slots="fit": the most rows whose KV caches fit beside the resident models
     in FIT_SHARE of the device memory (8 when the memory is not known)."""
-    rows, fit = grpo["prompts_per_step"] * grpo["group_size"], memory and FIT_SHARE * memory
+    rows, fit = grpo["prompts_per_step"] * grpo["group_size"], memory and int(FIT_SHARE * memory)
     grpo["rollout_slots"] = 8 if memory is None else max(1, min(rows, max_rollout_slots(student, teacher, fit, **kw)))
     print(f"rollout slots: {grpo['rollout_slots']} of the step's {rows} rows decode at once " +
           ("(no GPU memory known: pass --gpu-memory or --rollout-slots)" if memory is None
@@ -163,7 +164,8 @@ def parse_args(argv=None):
     ap.add_argument("--preset", choices=PRESETS, default="toy")
     ap.add_argument("--student", help="student checkpoint dir or hub id")
     ap.add_argument("--teacher", help="teacher checkpoint dir or hub id")
-    ap.add_argument("--train-data", type=Path, help="JSON lines with problem/answer (filtered, D12)")
+    ap.add_argument("--train-data", help="JSON lines with problem/answer (filtered, D12), or a dataset name "
+                    f"({', '.join(REGISTRY)}; unfiltered, see scripts/prepare_data.py)")
     ap.add_argument("--test-data", type=Path, nargs="*", help="JSON lines for the final table")
     ap.add_argument("--run-dir", type=Path)
     ap.add_argument("--warmup", type=Path, help="warm-up checkpoint dir (made if missing; default run_dir/warmup)")
@@ -195,6 +197,7 @@ def parse_args(argv=None):
                     "exit without loading weights: 0 if it fits (or no memory is known), 1 if it does not")
     ap.add_argument("--gpu-memory", type=memory_size, metavar="SIZE", help="device memory for --dry-run, e.g. 80GiB "
                     "(default: the GPU's own)")
+    ap.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: torch's, one per core)")
     for f in fields(GRPOConfig):  # every GRPO knob is a flag: --steps, --lr, --reward, --beta, ...
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool",) or isinstance(f.default, bool):
@@ -262,7 +265,9 @@ def main(argv=None):
     # prompts fit the context, and a resumable run is neither missing (--resume) nor overwritten by accident.
     if args.train_data is None:
         raise UserError(f"--train-data is required with --preset {args.preset} (JSON lines with problem/answer)")
-    questions = load_questions(args.train_data)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    questions = prepare(args.train_data)[0] if str(args.train_data) in REGISTRY else load_questions(args.train_data)
     tests = {Path(p).stem: load_questions(p)[:args.eval_limit] for p in (args.test_data or [])}
     device = usable_device(args.device, "--device")
     teacher_device = usable_device(args.teacher_device, "--teacher-device")

@@ -12,6 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 from relay_ref.checkpoint import load_model
 from relay_ref.errors import ArgumentParser, UserError, run_script
 from relay_ref.sft import train_sft
@@ -36,9 +38,12 @@ def main(argv=None):
     ap.add_argument("--warmup-ratio", type=float, default=0.03)
     ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, help="torch intra-op CPU threads (default: torch's, one per core)")
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     examples = []
     for n, line in enumerate(args.data.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         try:

@@ -1,6 +1,6 @@
 """Answer checking (decision D13): the last balanced `\\boxed{}` counts, compared by value where numeric.
 
-The table holds grpo.md's verifier cases V01-V09 (section (d)) plus the tricky cases of the toy world and of
+The table holds the verifier cases V01-V09 of design.md D13 plus the tricky cases of the toy world and of
 D13. Every row has the same outcome with and without math-verify installed.
 """
 import pytest

@@ -1,4 +1,4 @@
-"""Benchmark readers (paper §4.2, Table 1; relayllm.md section 7.1) on hand-written fixtures in the real formats."""
+"""Benchmark readers (paper §4.2, Table 1; design.md D14) on hand-written fixtures in the real formats."""
 import json
 from pathlib import Path
 
@@ -114,7 +114,8 @@ def test_parquet_is_read_when_pyarrow_is_installed(tmp_path):
 
 
 HUB_FIXTURES = {"gsm8k": "gsm8k_test.jsonl", "math500": "math500_test.jsonl", "minerva": "minerva_test.jsonl",
-                "olympiad": "olympiadbench_test.jsonl", "aime24": "aime_2024.jsonl", "aime25": "aime_capitalised.jsonl"}
+                "olympiad": "olympiadbench_test.jsonl", "aime24": "aime_2024.jsonl", "aime25": "aime_capitalised.jsonl",
+                "dapo": "dapo_math_17k.jsonl"}
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
@@ -139,8 +140,9 @@ def test_a_benchmark_name_downloads_its_dataset_file_from_the_hub(name, monkeypa
     assert len(rows) == 1 and rows[0]["problem"] and rows[0]["answer"]
 
 
-def test_the_registry_covers_the_six_table1_benchmarks_with_the_releases_sources():
-    assert set(REGISTRY) == {"gsm8k", "math500", "minerva", "olympiad", "aime24", "aime25"}
+def test_the_registry_covers_the_six_table1_benchmarks_with_the_releases_sources_and_the_training_set():
+    assert set(REGISTRY) == {"gsm8k", "math500", "minerva", "olympiad", "aime24", "aime25", "dapo"}
+    assert REGISTRY["dapo"][:2] == ("BytedTsinghua-SIA/DAPO-Math-17k", "data/dapo-math-17k.parquet")
     repos = {name: repo for name, (repo, _, _) in REGISTRY.items()}
     assert repos["gsm8k"] == "openai/gsm8k" and repos["aime25"] == "yentinglin/aime_2025"
     assert repos["minerva"] == "zwhe99/simplerl-minerva-math" and repos["olympiad"] == "zwhe99/simplerl-OlympiadBench"

@@ -198,7 +198,7 @@ def test_every_n_from_1_to_9999_round_trips():
 @PROPERTY
 @given(st.lists(st.sampled_from(ALPHABET), max_size=20), st.integers(1, 9999))
 def test_a_command_inside_a_teacher_span_triggers_nothing(teacher_tokens, n):
-    """grpo.md (c) item 12: only student spans are parsed."""
+    """D2: only student spans are parsed."""
     student = format_call(n, CMDS)
     tokens = student + teacher_tokens + [EOS]
     mask = [False] * len(student) + [True] * len(teacher_tokens) + [False]

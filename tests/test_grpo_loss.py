@@ -1,4 +1,4 @@
-"""GRPO loss and advantages (paper §3.2.1 Eq. 1-2, D8, D9): the properties of grpo.md (c) items 5-9.
+"""GRPO loss and advantages (paper §3.2.1 Eq. 1-2, D8, D9): the properties of design.md GRPO (a) and (b).
 
 The loss is checked against a plain per-token Python loop written here from the equations, so a reader can
 compare the two line by line; the rest are invariances the trainer relies on.
@@ -26,7 +26,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-# ---------------------------------------------------------------- advantages (grpo.md (c) item 9)
+# ---------------------------------------------------------------- advantages (design.md GRPO (b))
 
 reward = st.integers(-10, 15).map(lambda k: k / 10)  # rewards on a 0.1 grid: distinct ones differ clearly
 groups = st.lists(st.lists(reward, min_size=2, max_size=12), min_size=1, max_size=5)
@@ -59,7 +59,7 @@ def test_equal_rewards_give_exactly_zero(value, size):
 
 
 def test_equal_non_dyadic_rewards_give_exactly_zero():
-    # grpo.md (b): without the explicit zero, [0.7] * 8 leaves an eps-division residue of one sign.
+    # design.md GRPO (b): without the explicit zero, [0.7] * 8 leaves an eps-division residue of one sign.
     assert group_advantages([0.7] * 8 + [0.1] * 16, [0] * 8 + [1] * 16).tolist() == [0.0] * 24
 
 
@@ -94,7 +94,7 @@ def test_advantages_worked_example():
 
 @given(groups)
 def test_unscaled_advantages_are_reward_minus_group_mean(groups_):
-    # grpo.md (b) scale=none: a group whose rewards differ by 0.1 gets advantages of a few hundredths, where
+    # design.md GRPO (b) scale=none: a group whose rewards differ by 0.1 gets advantages of a few hundredths, where
     # Eq. 2's division by the group's std would blow them up to about +-1.
     rewards = [r for g in groups_ for r in g]
     adv = group_advantages(rewards, [i for i, g in enumerate(groups_) for _ in g], scale="none").tolist()
@@ -169,7 +169,7 @@ GARBAGE = [float("nan"), float("inf"), -float("inf"), 1e30, -1e30]
 
 @given(st.integers(0, 2**31), st.integers(1, 5), st.integers(1, 9), st.sampled_from(GARBAGE), st.booleans())
 def test_masked_positions_cannot_leak(seed, batch, length, junk, per_token_adv):
-    """grpo.md (c) 5: garbage at mask = 0 (teacher tokens, padding) leaves loss and gradients bit-identical."""
+    """design.md GRPO (a): garbage at mask = 0 (teacher tokens, padding) leaves loss and gradients bit-identical."""
     logp, old, ref, adv, mask = random_batch(seed, batch, length, torch.float32)
     mask[0, 0] = True  # at least one trained token, so the gradients are not trivially zero
     if per_token_adv:
@@ -192,7 +192,7 @@ def test_masked_positions_cannot_leak(seed, batch, length, junk, per_token_adv):
 
 @given(st.integers(0, 2**31), st.integers(2, 8), st.integers(1, 9), st.randoms(use_true_random=False))
 def test_micro_batches_with_global_token_count_add_up(seed, batch, length, rnd):
-    """grpo.md (c) 7: any partition of the batch, each part divided by the global M, sums to the full loss."""
+    """design.md GRPO (a): any partition of the batch, each part divided by the global M, sums to the full loss."""
     logp, old, ref, adv, mask = random_batch(seed, batch, length)
     m = int(mask.sum())
     leaf = logp.clone().requires_grad_(True)
@@ -272,7 +272,7 @@ def model_batch(seed):
 
 
 def test_on_policy_gradient_is_group_baseline_reinforce(tiny):
-    """grpo.md (c) 8: with old = stopgrad(logp) and beta = 0 the gradient is -(1/M) sum m * A * grad logp."""
+    """design.md GRPO (a): with old = stopgrad(logp) and beta = 0 the gradient is -(1/M) sum m * A * grad logp."""
     ids, mask, adv = model_batch(2)
     m = int(mask.sum())
     params = list(tiny.parameters())

@@ -107,7 +107,7 @@ def test_permutation_equivariant_and_bounded(samples, opts, rnd):
 
 @given(st.lists(group, min_size=1, max_size=5), options, st.randoms(use_true_random=False))
 def test_group_independence(groups, opts, rnd):
-    """grpo.md R05: a group's rewards depend only on that group, wherever its rollouts sit in the batch."""
+    """R05 (design.md GRPO (b)): a group's rewards depend only on that group, wherever its rollouts sit in the batch."""
     batch = [(c, r, g, i) for g, samples in enumerate(groups) for i, (c, r) in enumerate(samples)]
     rnd.shuffle(batch)
     correct, ratios, gids, where = map(list, zip(*batch))
