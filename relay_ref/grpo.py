@@ -55,6 +55,7 @@ class GRPOConfig:
     advantage_scale: str = "group"  # paper Eq. 2; "none": r - mean (grpo.md (b))
     train_on_teacher_tokens: bool = False  # True reproduces the released code (D8)
     fixed_call_tokens: int | None = None  # paper §5.4 Fixed-k
+    teacher_free: bool = False  # calls banned in the rollouts: the paper's GRPO baseline (§4.2)
     max_calls: int | None = None
     max_call_tokens: int | None = None  # D2's optional cap on n (the toy world's responses are ~60 tokens)
     rollout_batch: int = 64  # rows per relay_generate call (bounds the KV caches)
@@ -93,6 +94,7 @@ def rollout(policy, teacher, tokenizer, questions, cfg: GRPOConfig, step: int) -
                              top_p=cfg.top_p, seed=cfg.seed * 1_000_003 + step * 1009 + start,
                              fixed_call_tokens=cfg.fixed_call_tokens, max_calls=cfg.max_calls,
                              max_call_tokens=cfg.max_call_tokens,
+                             teacher_free=cfg.teacher_free,
                              student_vocab_limit=len(tokenizer), teacher_vocab_limit=len(tokenizer))
         tokens += out.tokens
         authors += out.authors
