@@ -1,0 +1,73 @@
+"""scripts/paper_tables.py: the paper's Tables 1, 3, 4 and 5 on the toy world, resumable run by run."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.paper_tables import K_VALUES, prepare_run_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLE_ROWS = {"### Table 1": 5, "### Table 3": 4, "### Table 4": 5, "### Table 5": len(K_VALUES) + 1}
+
+
+def run_tiny(out: Path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / "scripts/paper_tables.py"), "--tiny", "--out", str(out)],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+
+
+def tables(text: str) -> dict:
+    """Each table's heading -> its body rows (the lines after the header and the |---| line)."""
+    found, heading = {}, None
+    for line in text.splitlines():
+        if line.startswith("### "):
+            heading = line
+            found[heading] = []
+        elif heading and line.startswith("|") and not line.startswith("|---"):
+            found[heading].append([c.strip() for c in line.strip("|").split("|")])
+    return {h: rows[1:] for h, rows in found.items() if rows}
+
+
+def test_tiny_run_prints_the_four_tables_and_a_second_call_reruns_nothing(tmp_path):
+    first = run_tiny(tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    found = tables(first.stdout)
+    for prefix, n_rows in TABLE_ROWS.items():
+        (heading,) = [h for h in found if h.startswith(prefix)]
+        assert len(found[heading]) == n_rows, (heading, found[heading])
+    assert (tmp_path / "tables.md").read_text() in first.stdout
+    (table1,) = [rows for h, rows in found.items() if h.startswith("### Table 1")]
+    t1 = {row[0]: row for row in table1}
+    # The two tiny variants ran (one seed: a mean and no spread); the others are marked, not invented.
+    assert t1["RelayLLM (Difficulty-Aware)"][1].endswith("± –") and t1["GRPO (calls banned)"][1].endswith("± –")
+    assert t1["RelayLLM (Simple)"][1] == "not run"
+    assert t1["RelayLLM (Difficulty-Aware)"][3] == "49.52"  # the paper's number beside the toy's
+    runs = [tmp_path / "runs" / "relay-seed0", tmp_path / "runs" / "grpo-seed0"]
+    for run in runs:
+        assert (run / "metrics.jsonl").read_text().count("\n") == 2  # --tiny trains 2 steps
+        assert json.loads((run / "paper_eval.json").read_text())
+    made = {p: p.stat().st_mtime_ns for run in runs for p in (run / "paper_eval.json", run / "final" / "model.safetensors")}
+
+    second = run_tiny(tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    for name in ("reference", "relay-seed0", "grpo-seed0"):
+        assert f"reused: {name}" in second.stderr
+    assert {p: p.stat().st_mtime_ns for p in made} == made
+    assert tables(second.stdout) == found
+
+
+def test_a_run_dir_with_a_checkpoint_resumes_and_one_without_starts_afresh(tmp_path):
+    train = ["python", "scripts/train_grpo.py", "--run-dir", str(tmp_path / "run")]
+    run = tmp_path / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "checkpoint" / "trainer_state.pt").write_bytes(b"")
+    assert prepare_run_dir(run, train) == train + ["--resume"]
+    (run / "checkpoint" / "trainer_state.pt").unlink()  # killed before its first checkpoint
+    (run / "warmup_data.jsonl").write_text("{}\n")
+    assert prepare_run_dir(run, train) == train
+    assert not (run / "warmup_data.jsonl").exists()  # cleared, so train_grpo.py starts clean
+    with pytest.raises(SystemExit, match="other flags"):
+        prepare_run_dir(run, train + ["--reward", "simple"])
