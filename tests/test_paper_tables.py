@@ -71,3 +71,24 @@ def test_a_run_dir_with_a_checkpoint_resumes_and_one_without_starts_afresh(tmp_p
     assert not (run / "warmup_data.jsonl").exists()  # cleared, so train_grpo.py starts clean
     with pytest.raises(SystemExit, match="other flags"):
         prepare_run_dir(run, train + ["--reward", "simple"])
+
+
+def test_the_grpo_baseline_switch_bans_calls_in_the_rollouts():
+    """Table 1's GRPO row: GRPOConfig(teacher_free=True) samples with the command tokens banned (§5.3's mask)."""
+    import torch
+    from relay_ref.checkpoint import load_model
+    from relay_ref.commands import COMMAND, TEACHER
+    from relay_ref.grpo import GRPOConfig, rollout
+    from relay_ref.tokenizer import load_tokenizer
+    torch.set_num_threads(1)
+    tok = load_tokenizer(ROOT / "weights/toy/student")
+    student, teacher = load_model(ROOT / "weights/toy/relay-student"), load_model(ROOT / "weights/toy/teacher")
+    questions = [{"problem": f"Compute {a}*{d}+{t}.", "answer": str(a * d + t)} for a, d, t in
+                 ((47, 8, 30), (68, 7, 20), (93, 6, 10), (56, 9, 40))]
+    seen = {}
+    for free in (False, True):
+        cfg = GRPOConfig(group_size=4, max_new_tokens=64, temperature=0.6, teacher_free=free, seed=1)
+        batch = rollout(student, teacher, tok, questions, cfg, step=0)
+        seen[free] = batch["metrics"]["call_ratio"], batch["metrics"]["calls_per_response"]
+    assert seen[False][0] > 0  # the shipped relay student calls on these products...
+    assert seen[True] == (0.0, 0.0)  # ...and never once its commands are banned
