@@ -41,6 +41,7 @@ from train_grpo import PRESETS  # noqa: E402  (the presets are the toy run's def
 
 TOY = PRESETS["toy"]
 FILTER_SAMPLES, FILTER_THRESHOLD = 10, 0.5  # D12
+FILTER_TEMPERATURE, FILTER_TOP_P = 0.7, 0.95  # the release's filter sampling (scripts/filter_data.py)
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ def make_jobs(variants, seeds, out: Path, tiny: bool, eval_limit) -> list[Job]:
     if any(v.filtered for v in variants):
         filt = [sys.executable, str(ROOT / "scripts/filter_data.py"), str(TOY["train_data"]),
                 str(out / "train_filtered.jsonl"), "--teacher", str(TOY["teacher"]), "--samples", str(FILTER_SAMPLES),
-                "--threshold", str(FILTER_THRESHOLD), "--max-new-tokens", str(TOY["grpo"]["max_new_tokens"])]
+                "--threshold", str(FILTER_THRESHOLD), "--temperature", str(FILTER_TEMPERATURE), "--top-p",
+                str(FILTER_TOP_P), "--max-new-tokens", str(TOY["grpo"]["max_new_tokens"]), "--batch-size", "256"]
         jobs.append(Job("filter", [filt], out / "train_filtered.jsonl", out / "filter.log"))
     for seed in seeds:
         for v in variants:
@@ -388,7 +390,7 @@ def filter_note(out: Path) -> str:
     kept = sum(1 for line in path.read_text().splitlines() if line.strip())
     total = sum(1 for line in Path(TOY["train_data"]).read_text().splitlines() if line.strip())
     return (f"Data filtering: the toy training set is not filtered; D12 with the toy teacher ({FILTER_SAMPLES} "
-            f"samples per question at T 0.7, top-p 0.95, keep pass rate >= {FILTER_THRESHOLD}) keeps {kept} of "
+            f"samples per question at T {FILTER_TEMPERATURE}, top-p {FILTER_TOP_P}, keep pass rate >= {FILTER_THRESHOLD}) keeps {kept} of "
             f"{total} questions, so the filtered row measures what removing those {total - kept} does.")
 
 
