@@ -123,7 +123,7 @@ def prepare_run_dir(run_dir: Path, train: list) -> list:
     """The train command for this run dir: --resume if a checkpoint survives, else a fresh start (the dir is
     cleared: it holds nothing a rerun would keep). Refuses a dir that was made with other flags."""
     record = run_dir / "paper_tables_args.json"
-    if record.exists() and json.loads(record.read_text()) != train:
+    if record.exists() and json.loads(record.read_text()) != train[1:]:  # the interpreter may differ
         raise SystemExit(f"{run_dir} was made with other flags ({record}); use another --out")
     if (run_dir / "final" / "model.safetensors").exists():
         return []  # trained; only the evaluation is missing
@@ -135,7 +135,7 @@ def prepare_run_dir(run_dir: Path, train: list) -> list:
         return train + ["--resume"]
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
-    record.write_text(json.dumps(train))
+    record.write_text(json.dumps(train[1:]))
     return train
 
 
