@@ -119,12 +119,21 @@ def make_jobs(variants, seeds, out: Path, tiny: bool, eval_limit) -> list[Job]:
     return jobs
 
 
+def flags_record(run_dir: Path, train: list) -> list:
+    """The train command without the interpreter, --out as DIR, the repository as ROOT: either may move."""
+    return [a.replace(str(run_dir.parent.parent), "DIR").replace(str(ROOT), "ROOT") for a in train[1:]]
+
+
+def check_flags(run_dir: Path, train: list) -> None:
+    record = run_dir / "paper_tables_args.json"
+    if record.exists() and json.loads(record.read_text()) != flags_record(run_dir, train):
+        raise SystemExit(f"{run_dir} was made with other flags ({record}); use another --out")
+
+
 def prepare_run_dir(run_dir: Path, train: list) -> list:
     """The train command for this run dir: --resume if a checkpoint survives, else a fresh start (the dir is
     cleared: it holds nothing a rerun would keep). Refuses a dir that was made with other flags."""
-    record = run_dir / "paper_tables_args.json"
-    if record.exists() and json.loads(record.read_text()) != train[1:]:  # the interpreter may differ
-        raise SystemExit(f"{run_dir} was made with other flags ({record}); use another --out")
+    check_flags(run_dir, train)
     if (run_dir / "final" / "model.safetensors").exists():
         return []  # trained; only the evaluation is missing
     ckpt, old = run_dir / "checkpoint", run_dir / "checkpoint.old"
@@ -135,7 +144,7 @@ def prepare_run_dir(run_dir: Path, train: list) -> list:
         return train + ["--resume"]
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
-    record.write_text(json.dumps(train[1:]))
+    (run_dir / "paper_tables_args.json").write_text(json.dumps(flags_record(run_dir, train)))
     return train
 
 
@@ -449,8 +458,15 @@ def main(argv=None):
     if args.tiny and not (args.out / "tiny_train.jsonl").exists():
         from relay_ref.data import load_questions, save_jsonl
         save_jsonl(load_questions(TOY["train_data"])[:8], args.out / "tiny_train.jsonl")
+    jobs = make_jobs(variants, seeds, args.out, args.tiny, args.eval_limit)
+    for j in jobs:  # before anything starts: a dir made with other flags is refused, not mixed in
+        if j.fresh is not None:
+            try:
+                check_flags(j.fresh, j.commands[0])
+            except SystemExit as err:
+                ap.exit(2, f"{err}\n")
     t0 = time.time()
-    failed = run_all(make_jobs(variants, seeds, args.out, args.tiny, args.eval_limit), args.jobs)
+    failed = run_all(jobs, args.jobs)
     print(f"runs finished in {time.time() - t0:.0f} s", file=sys.stderr)
     if failed:
         sys.exit("failed: " + "; ".join(failed))
