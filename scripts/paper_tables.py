@@ -285,7 +285,8 @@ def table1(r: Results) -> list[str]:
             ("RelayLLM (Difficulty-Aware)", r.values("relay", "relay"), r.values("relay", "relay", "call_ratio"), "relay"),
             ("Teacher alone", acc_t, 1.0, "teacher")]
     lines = ["### Table 1: accuracy and call ratio", "",
-             "| Method | Accuracy (%) | Call ratio (%) | Paper accuracy (%) | Paper call ratio (%) |", "|---|---|---|---|---|"]
+             "| Method | Accuracy (%) | Call ratio (%) | Paper accuracy (%) | Paper call ratio (%) |",
+             "|---|---|---|---|---|"]
     for label, accs, ratios, key in rows:
         pa, pr = PAPER_T1[key]
         acc = f"{100 * accs:.1f}" if isinstance(accs, float) else cell(accs)  # greedy, the same for every seed
@@ -312,7 +313,8 @@ def table1(r: Results) -> list[str]:
 def table3(r: Results) -> list[str]:
     (pa, pr), p = PAPER_T3["relay"], PAPER_T3
     rows = [("RelayLLM, the toy preset (no data filtering, no exploration reward)", "relay", None),
-            ("with data filtering (D12: teacher pass rate >= 0.5)", "filtered", (pa - p["no_filter"][0], pr - p["no_filter"][1])),
+            ("with data filtering (D12: teacher pass rate >= 0.5)", "filtered",
+             (pa - p["no_filter"][0], pr - p["no_filter"][1])),
             ("w/o independence incentive (1.5 -> 1)", "no_indep", (p["no_indep"][0] - pa, p["no_indep"][1] - pr)),
             ("with exploration reward (rho in Teacher-Unsolvable groups)", "exploration",
              (pa - p["no_explor"][0], pr - p["no_explor"][1]))]
@@ -322,8 +324,9 @@ def table3(r: Results) -> list[str]:
     for label, name, pd in rows:
         d_acc, d_ratio = ("–", "–") if pd is None else (cell(r.paired(name, "accuracy")),
                                                        cell(r.paired(name, "call_ratio"), digits=2))
-        lines.append(f"| {label} | {cell(r.values(name, 'relay'))} | {cell(r.values(name, 'relay', 'call_ratio'), digits=2)} | "
-                     f"{d_acc} | {d_ratio} | {'–' if pd is None else f'{pd[0]:+.2f}'} | {'–' if pd is None else f'{pd[1]:+.2f}'} |")
+        p_acc, p_ratio = ("–", "–") if pd is None else (f"{pd[0]:+.2f}", f"{pd[1]:+.2f}")
+        lines.append(f"| {label} | {cell(r.values(name, 'relay'))} | "
+                     f"{cell(r.values(name, 'relay', 'call_ratio'), digits=2)} | {d_acc} | {d_ratio} | {p_acc} | {p_ratio} |")
     lines += ["", "Δ: the row minus the toy preset, paired by seed (same warm-up). Paper Δ: the paper's Table 3 "
               "difference for the same switch in the same direction, from its rows "
               + ", ".join(f"{name} {a:.2f} / {c:.2f}%" for name, (a, c) in zip(
@@ -388,7 +391,8 @@ def render(r: Results, filtered_note: str, tiny: bool) -> str:
     parts = [f"# The paper's tables on the toy world ({len(r.seeds)} seed(s): {', '.join(map(str, r.seeds))})", "",
              *(["--tiny: two variants, a few steps and questions, to check the pipeline; the numbers mean nothing.",
                 ""] if tiny else []),
-             *table1(r), "", *table3(r), "", filtered_note, "", *table4(r), "", *table5(r), "", *departures(len(r.ref["student"]["correct"]))]
+             *table1(r), "", *table3(r), "", filtered_note, "", *table4(r), "", *table5(r), "",
+             *departures(len(r.ref["student"]["correct"]))]
     return "\n".join(parts) + "\n"
 
 
@@ -399,7 +403,8 @@ def filter_note(out: Path) -> str:
     kept = sum(1 for line in path.read_text().splitlines() if line.strip())
     total = sum(1 for line in Path(TOY["train_data"]).read_text().splitlines() if line.strip())
     return (f"Data filtering: the toy training set is not filtered; D12 with the toy teacher ({FILTER_SAMPLES} "
-            f"samples per question at T {FILTER_TEMPERATURE}, top-p {FILTER_TOP_P}, keep pass rate >= {FILTER_THRESHOLD}) keeps {kept} of "
+            f"samples per question at T {FILTER_TEMPERATURE}, top-p {FILTER_TOP_P}, keep pass rate >= "
+            f"{FILTER_THRESHOLD}) keeps {kept} of "
             f"{total} questions, so the filtered row measures what removing those {total - kept} does.")
 
 
@@ -410,7 +415,7 @@ def figure(r: Results, variants, path: Path) -> str:
         import matplotlib.pyplot as plt
     except ImportError:
         return "figure skipped: matplotlib is not installed (pip install -e '.[plot]')"
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9.5, 4.5))
     for i, v in enumerate(variants):
         mode = v.modes[0]
         accs, ratios = r.values(v.name, mode), r.values(v.name, mode, "call_ratio")
@@ -425,7 +430,7 @@ def figure(r: Results, variants, path: Path) -> str:
     ax.set_xlabel("call ratio (% of response tokens written by the teacher)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("Toy world: accuracy against call ratio (dots: seeds, X: mean)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return f"figure: {path}"
