@@ -1,4 +1,4 @@
-"""The paper's math benchmarks as `{"problem", "answer"}` rows (paper §4.2, Table 1; relayllm.md section 7.1).
+"""The paper's math benchmarks as `{"problem", "answer"}` rows (paper §4.2, Table 1).
 
 `load_benchmark(name_or_path, limit=None)` reads a local .jsonl, .json (a list of objects), .csv or .parquet
 (with pyarrow) file, or a `REGISTRY` name through `huggingface_hub.hf_hub_download(..., repo_type="dataset")`.
@@ -8,7 +8,7 @@ MATH-500, Minerva, AIME: `problem`/`answer` in any usual capitalisation (simple-
 are recognised by their fields. The release reads MATH-500 from simple-evals' CSV, not on the hub; the hub's
 HuggingFaceH4/MATH-500 holds the same 500 problems. The zwhe99 shard names, unverifiable offline, are matched
 against the repo's file list. A row without a non-empty problem and answer is an error naming the file and
-row, never a silent skip. AIME's avg@32 is a sampling setting of the evaluation, not of the data.
+row, never a silent skip, and so is a file with no row. AIME's avg@32 is a sampling setting of the evaluation, not of the data.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 from .answers import extract_boxed
+from .errors import UserError
 
 
 def _pick(row, *keys):
@@ -95,8 +96,8 @@ def load_benchmark(name_or_path, limit: int | None = None) -> list[dict]:
     elif not path.is_file():
         raise FileNotFoundError(f"{path}: no such file, and not a benchmark name ({', '.join(REGISTRY)})")
     out, where = [], ""
-    try:
-        for where, row in _rows(path)[:limit]:
+    try:  # every row is validated, also past `limit`: a bad file fails before any model is loaded
+        for where, row in _rows(path):
             row = json.loads(row) if path.suffix == ".jsonl" else row
             if not isinstance(row, dict):
                 raise ValueError(f"expected an object, got {type(row).__name__}")
@@ -104,6 +105,8 @@ def load_benchmark(name_or_path, limit: int | None = None) -> list[dict]:
             if not all(isinstance(v, str) and v.strip() for v in (problem, answer)):
                 raise ValueError(f"no usable problem and answer (got {problem!r}, {answer!r})")
             out.append({"problem": problem, "answer": answer.strip()})
-    except ValueError as e:
-        raise ValueError(f"{path}: {where}{'invalid JSON: ' * isinstance(e, json.JSONDecodeError)}{e}") from None
-    return out
+    except ValueError as e:  # also a UnicodeDecodeError: "'utf-8' codec can't decode byte 0xff in position 3"
+        raise UserError(f"{path}: {where}{'invalid JSON: ' * isinstance(e, json.JSONDecodeError)}{e}") from None
+    if not out[:limit]:
+        raise UserError(f"{path}: no questions (limit {limit})")
+    return out[:limit]

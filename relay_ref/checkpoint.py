@@ -2,7 +2,8 @@
 
 A checkpoint directory holds `config.json`, `model.safetensors` (or shards listed in
 `model.safetensors.index.json`) and the tokenizer files. Loading is strict: a missing or unexpected
-tensor, a wrong shape or a non-float dtype is an error naming the tensor and the file. Tied heads
+tensor, a wrong shape, a dtype other than F32/F16/BF16/F64, a non-finite value, a truncated file or a bad
+config.json is an error naming the tensor and the file (`check_checkpoint` reads only the headers). Tied heads
 (`tie_word_embeddings`) may omit `lm_head.weight`; if present it must equal the embedding.
 Every file is written to a temporary name and renamed, so a crash never leaves a half-written file.
 """
@@ -13,13 +14,14 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .errors import UserError
 from .model import Qwen3Config, Qwen3ForCausalLM
 
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]
-_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+_DTYPES = ("F32", "F16", "BF16", "F64")
 
 
 def resolve_checkpoint(path_or_hub_id: str | Path) -> Path:
@@ -33,48 +35,62 @@ def resolve_checkpoint(path_or_hub_id: str | Path) -> Path:
     return Path(snapshot_download(str(path_or_hub_id), allow_patterns=HUB_FILES))
 
 
-def _tensor_files(directory: Path) -> dict[str, Path]:
+def _headers(directory: Path) -> dict[str, tuple[Path, tuple, str]]:
+    """{tensor name: (file, shape, dtype)} from the safetensors headers alone (no weight is read)."""
     index = directory / "model.safetensors.index.json"
-    if index.exists():
-        weight_map = json.loads(index.read_text())["weight_map"]
-        return {name: directory / file for name, file in weight_map.items()}
-    single = directory / "model.safetensors"
-    if not single.exists():
-        raise FileNotFoundError(f"{directory}: no model.safetensors or model.safetensors.index.json")
-    with safe_open(single, "pt") as f:
-        return {name: single for name in f.keys()}
+    files = sorted({directory / f for f in json.loads(index.read_text())["weight_map"].values()}) \
+        if index.exists() else [directory / "model.safetensors"]
+    out = {}
+    for file in files:  # a missing file (or shard listed in the index) is a FileNotFoundError naming it
+        try:
+            with safe_open(file, "pt") as f:
+                out |= {n: (file, tuple(f.get_slice(n).get_shape()), f.get_slice(n).get_dtype()) for n in f.keys()}
+        except SafetensorError as e:
+            raise UserError(f"{file}: truncated or corrupt safetensors file ({e})") from None
+    return out
 
 
-def load_model(path_or_hub_id, device="cpu", dtype=torch.float32) -> Qwen3ForCausalLM:
+def check_checkpoint(path_or_hub_id, tokenizer: bool = True):
+    """From the headers alone: config.json is dense Qwen3, the tensors are exactly the model's names, shapes and
+    a float dtype, tokenizer.json (`tokenizer`) loads with its EOS and command tokens inside the embedding rows.
+    Returns (directory, the model on the meta device, {name: (file, shape, dtype)})."""
     directory = resolve_checkpoint(path_or_hub_id)
     cfg = Qwen3Config.from_file(directory / "config.json")
     with torch.device("meta"):
         model = Qwen3ForCausalLM(cfg)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    files = _tensor_files(directory)
-    for name, file in files.items():
+    headers = _headers(directory)
+    for name, (file, shape, dtype) in headers.items():
         if name not in expected:
-            raise ValueError(f"{file}: unexpected tensor {name!r} (not a Qwen3ForCausalLM weight)")
+            raise UserError(f"{file}: unexpected tensor {name!r} (not a Qwen3ForCausalLM weight)")
+        if shape != expected[name]:
+            raise UserError(f"{file}: tensor {name!r} has shape {shape}, expected {expected[name]}")
+        if dtype not in _DTYPES:
+            raise UserError(f"{file}: tensor {name!r} has dtype {dtype}; accepted: {', '.join(_DTYPES)}")
     for name in expected:
-        if name not in files and not (name == "lm_head.weight" and cfg.tie_word_embeddings):
-            raise ValueError(f"{directory}: missing tensor {name!r}")
-    state = {}
-    for file in sorted(set(files.values())):
-        if not file.exists():
-            raise FileNotFoundError(f"{file}: shard listed in model.safetensors.index.json is missing")
+        if name not in headers and not (name == "lm_head.weight" and cfg.tie_word_embeddings):
+            raise UserError(f"{directory}: missing tensor {name!r}")
+    if tokenizer:
+        from .tokenizer import load_tokenizer  # tokenizer.py imports this module
+        if max(ids := load_tokenizer(directory).commands[:2]) >= cfg.vocab_size:
+            raise UserError(f"{directory}: command token ids {ids} lie outside the {cfg.vocab_size} embedding rows")
+    return directory, model, headers
+
+
+def load_model(path_or_hub_id, device="cpu", dtype=torch.float32) -> Qwen3ForCausalLM:
+    """The checkpoint after `check_checkpoint` (without the tokenizer); a non-finite tensor is refused."""
+    directory, model, headers = check_checkpoint(path_or_hub_id, tokenizer=False)
+    cfg, state = model.config, {}
+    for file in sorted({file for file, _, _ in headers.values()}):
         with safe_open(file, "pt", device=str(device)) as f:
             for name in f.keys():
-                sl = f.get_slice(name)
-                if tuple(sl.get_shape()) != expected[name]:
-                    raise ValueError(f"{file}: tensor {name!r} has shape {tuple(sl.get_shape())}, "
-                                     f"expected {expected[name]}")
-                if sl.get_dtype() not in _DTYPES:
-                    raise ValueError(f"{file}: tensor {name!r} has dtype {sl.get_dtype()}, expected a float dtype")
                 state[name] = f.get_tensor(name).to(dtype)
+                if not torch.isfinite(state[name]).all():
+                    raise UserError(f"{file}: tensor {name!r} holds non-finite values (NaN or inf)")
     if cfg.tie_word_embeddings and "lm_head.weight" in state:
         if not torch.equal(state.pop("lm_head.weight"), state["model.embed_tokens.weight"]):
-            raise ValueError(f"{files['lm_head.weight']}: tensor 'lm_head.weight' differs from "
-                             "'model.embed_tokens.weight' but config.json says tie_word_embeddings")
+            raise UserError(f"{headers['lm_head.weight'][0]}: tensor 'lm_head.weight' differs from "
+                            "'model.embed_tokens.weight' but config.json says tie_word_embeddings")
     if cfg.tie_word_embeddings:
         state["lm_head.weight"] = state["model.embed_tokens.weight"]
     model.load_state_dict(state, strict=True, assign=True)

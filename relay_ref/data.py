@@ -2,6 +2,7 @@
 
 - `load_questions` / `save_jsonl`: JSON-lines files with one question per line, fields `problem` and
   `answer` (other fields are kept). A bad line is an error naming the file and line, never a silent skip.
+- `fit_context`: refuse (or truncate) a question whose prompt plus response budget exceeds the context.
 - `insert_commands`: the D11 warm-up construction. The response is the vanilla student's own sample; 0 to
   `max_commands` commands `<call>n</call>` go at distinct random token boundaries, n = d * 10^j (d in 1..9,
   j in 0..3) capped by the response tokens after the command. The response tokens stay untouched and in
@@ -15,44 +16,70 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 import tempfile
 from pathlib import Path
 
+from .answers import is_scorable
 from .commands import CommandTokens, format_call
+from .errors import UserError
 
 
 def load_questions(path) -> list[dict]:
     """Rows of a JSON-lines file; each needs a non-empty string `problem` and a string (or integer) `answer`.
     An integer answer is turned into its decimal string, since answers are compared as text (D13).
-    Blank lines are skipped. Raises FileNotFoundError or ValueError("<file>:<line>: <what is wrong>").
+    Blank lines are skipped, a file with no question is refused, unscorable golds (`answers.is_scorable`) are
+    counted in a warning on stderr. Raises FileNotFoundError or UserError("<file>:<line>: <what is wrong>").
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"question file {path} does not exist")
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    rows, unscorable = [], []
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
             where = f"{path}:{lineno}"
+            if not raw.strip():
+                continue
             try:
-                row = json.loads(line)
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise UserError(f"{where}: not UTF-8 text (byte {raw[e.start]:#x} at column {e.start + 1})") from None
             except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON ({e.msg})") from None
+                raise UserError(f"{where}: invalid JSON ({e.msg})") from None
             if not isinstance(row, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+                raise UserError(f"{where}: expected a JSON object, got {type(row).__name__}")
             for key in ("problem", "answer"):
                 if key not in row:
-                    raise ValueError(f"{where}: missing field {key!r}")
+                    raise UserError(f"{where}: missing field {key!r}")
             if isinstance(row["answer"], int) and not isinstance(row["answer"], bool):
                 row["answer"] = str(row["answer"])
             for key in ("problem", "answer"):
                 if not isinstance(row[key], str):
-                    raise ValueError(f"{where}: field {key!r} must be a string, got {type(row[key]).__name__}")
+                    raise UserError(f"{where}: field {key!r} must be a string, got {type(row[key]).__name__}")
                 if not row[key].strip():
-                    raise ValueError(f"{where}: field {key!r} is empty")
+                    raise UserError(f"{where}: field {key!r} is empty")
             rows.append(row)
+            unscorable += [lineno] * (not is_scorable(row["answer"]))
+    if not rows:
+        raise UserError(f"{path}: no questions (the file is empty or blank)")
+    if unscorable:
+        print(f"warning: {path}: {len(unscorable)} gold answer(s) cannot be scored, lines {unscorable[:10]}", file=sys.stderr)
     return rows
+
+
+def fit_context(questions, tokenizer, budget: int, context: int, source="questions", truncate=False) -> list[dict]:
+    """The questions, if each chat prompt plus `budget` tokens fits the model's `context` (max_position_embeddings);
+    else a UserError naming the question, or with `truncate` its problem text cut at the end to fit."""
+    out = []
+    for i, q in enumerate(questions, 1):
+        while (excess := len(tokenizer.chat_prompt(q["problem"])) + budget - context) > 0:
+            if not truncate or not q["problem"]:
+                raise UserError(f"{source}: question {i} ({q['problem'][:30]!r}...): prompt plus {budget} response "
+                                f"tokens exceeds the model's {context}-token context; shorten it or truncate it")
+            ids = tokenizer.encode(q["problem"])
+            q = {**q, "problem": tokenizer.decode(ids[:max(0, len(ids) - excess)])}
+        out.append(q)
+    return out
 
 
 def save_jsonl(rows, path) -> None:

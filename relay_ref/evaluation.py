@@ -3,7 +3,10 @@
 Modes: `student` and `teacher` alone, `relay` (the student calls the teacher), `teacher-free` (commands
 banned, §5.3), `fixed` (every command executes with n = k, §5.4), `random-caller` (a token-level random
 caller at a matched call ratio). Accuracy is greedy pass@1 by default, avg@k with `samples=k` and a
-temperature. The call ratio is a micro-average over a benchmark: sum of teacher tokens over sum of
+temperature; the teacher inside the relay is greedy unless `teacher_temperature` says otherwise (D4), the
+teacher alone samples like any model evaluated alone. Models that are not the relay student in student
+mode (the two baselines) have the command tokens banned, and every model is limited to the tokenizer's
+rows. All rows are one continuous-batching call of `batch_size` slots. The call ratio is a micro-average over a benchmark: sum of teacher tokens over sum of
 response tokens (D6); the teacher alone counts as 100%. Each record keeps the response's `token_ids` and
 their `authors` (TEXT/COMMAND/TEACHER, commands.py) so transcripts keep token-level authorship.
 
@@ -23,34 +26,34 @@ MODES = ("student", "teacher", "relay", "teacher-free", "fixed", "random-caller"
 
 
 def evaluate(mode, student, teacher, tokenizer, questions, *, max_new_tokens=1024, batch_size=64, samples=1,
-             temperature=0.0, seed=0, fixed_call_tokens=20, random_calls=None, max_call_tokens=None,
-             desc=None) -> dict:
+             temperature=0.0, teacher_temperature=0.0, seed=0, fixed_call_tokens=20, random_calls=None,
+             max_call_tokens=None, desc=None) -> dict:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     jobs = [q for q in questions for _ in range(samples)]
-    records = []
-    for start in tqdm(range(0, len(jobs), batch_size), desc=desc or mode, unit="batch", leave=False):
-        batch = jobs[start:start + batch_size]
-        prompts = [tokenizer.chat_prompt(q["problem"]) for q in batch]
-        common = dict(eos_ids=tokenizer.eos_ids, temperature=temperature, seed=seed + start)
+    prompts = [tokenizer.chat_prompt(q["problem"]) for q in jobs]
+    common = dict(eos_ids=tokenizer.eos_ids, temperature=temperature, seed=seed, slots=min(batch_size, len(jobs)))
+    with tqdm(total=len(jobs), desc=desc or mode, unit="response", leave=False) as bar:
         if mode in ("student", "teacher"):
-            model = student if mode == "student" else teacher
-            tokens = generate(model, prompts, max_new_tokens, vocab_limit=len(tokenizer), **common)
+            tokens = generate(student if mode == "student" else teacher, prompts, max_new_tokens, vocab_limit=len(tokenizer),
+                              banned_ids=(tokenizer.commands.call_id, tokenizer.commands.end_id), **common)
             authors = [[TEACHER if mode == "teacher" else TEXT] * len(t) for t in tokens]
         else:
             out = relay_generate(student, teacher, prompts, commands=tokenizer.commands,
                                  max_new_tokens=max_new_tokens, teacher_free=mode in ("teacher-free", "random-caller"),
                                  fixed_call_tokens=fixed_call_tokens if mode == "fixed" else None,
                                  random_calls=random_calls if mode == "random-caller" else None,
-                                 max_call_tokens=max_call_tokens,
+                                 max_call_tokens=max_call_tokens, teacher_temperature=teacher_temperature,
                                  student_vocab_limit=len(tokenizer), teacher_vocab_limit=len(tokenizer), **common)
             tokens, authors = out.tokens, out.authors
-        for q, t, a in zip(batch, tokens, authors):
-            text = tokenizer.decode(t)  # token_ids and authors keep token-level authorship for transcripts
-            answer_text = tokenizer.decode(teacher_view(t, a))  # D13 on the text without command tokens
-            records.append({"problem": q["problem"], "answer": q["answer"], "response": text,
-                            "correct": is_correct(answer_text, q["answer"]), "tokens": len(t),
-                            "teacher_tokens": a.count(TEACHER), "token_ids": t, "authors": a})
+        bar.update(len(jobs))
+    records = []
+    for q, t, a in zip(jobs, tokens, authors):
+        text = tokenizer.decode(t)  # token_ids and authors keep token-level authorship for transcripts
+        answer_text = tokenizer.decode(teacher_view(t, a))  # D13 on the text without command tokens
+        records.append({"problem": q["problem"], "answer": q["answer"], "response": text,
+                        "correct": is_correct(answer_text, q["answer"]), "tokens": len(t),
+                        "teacher_tokens": a.count(TEACHER), "token_ids": t, "authors": a})
     n_tokens = sum(r["tokens"] for r in records)
     return {"mode": mode, "accuracy": sum(r["correct"] for r in records) / max(len(records), 1),
             "call_ratio": sum(r["teacher_tokens"] for r in records) / max(n_tokens, 1),

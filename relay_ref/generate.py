@@ -1,26 +1,35 @@
 """Plain batched generation with one model and its static KV cache (the student alone, the teacher alone).
 
 Ragged prompts need no left padding: each row has its own slot and positions (see kv_cache.py).
-A row stops after it emits an EOS id (included in its output) or after max_new_tokens.
+A row stops after it emits an EOS id (included in its output) or after max_new_tokens (0: empty rows).
+`slots=S` (default: all prompts) is continuous batching, as in relay.py; a row's samples are a pure function
+of (seed, prompt index, position), whatever `slots` is (sampling.py).
 """
 from __future__ import annotations
 
-from .runner import ModelRunner
+from .runner import ModelRunner, admit, check_requests
 
 
-def generate(model, prompts, max_new_tokens, temperature=0.0, top_p=1.0, eos_ids=(), seed=None,
+def generate(model, prompts, max_new_tokens, temperature=0.0, top_p=1.0, eos_ids=(), seed=None, slots=None,
              **runner_args) -> list[list[int]]:
-    if not prompts or any(len(p) == 0 for p in prompts):
-        raise ValueError("generate needs at least one prompt, and every prompt at least one token")
-    runner = ModelRunner(model, len(prompts), max(map(len, prompts)) + max_new_tokens,
-                         temperature=temperature, top_p=top_p, seed=seed, **runner_args)
+    S = check_requests(prompts, max_new_tokens, slots, model=model)
     out = [[] for _ in prompts]
-    live = list(range(len(prompts)))
-    nxt = runner.extend(live, [list(p) for p in prompts]).tolist() if max_new_tokens > 0 else []
-    while live and max_new_tokens > 0:
-        for r, t in zip(live, nxt):
-            out[r].append(t)
-        live = [r for r in live if out[r][-1] not in eos_ids and len(out[r]) < max_new_tokens]
-        if live:
-            nxt = runner.decode(live, [out[r][-1] for r in live]).tolist()
-    return out
+    if max_new_tokens == 0:
+        return out
+    runner = ModelRunner(model, S, max(map(len, prompts)) + max_new_tokens,
+                         temperature=temperature, top_p=top_p, seed=seed, **runner_args)
+    slot_of, waiting, nxt = {}, list(range(len(prompts))), {}  # slot_of: live row -> its cache slot
+    while True:
+        for r in list(slot_of):
+            out[r].append(nxt[r])
+            if out[r][-1] in eos_ids or len(out[r]) >= max_new_tokens:
+                del slot_of[r]
+        new = admit(slot_of, S, waiting)
+        if not slot_of:
+            return out
+        old = [r for r in slot_of if r not in new]
+        nxt = {}
+        if new:
+            nxt.update(zip(new, runner.extend([slot_of[r] for r in new], [list(prompts[r]) for r in new], new).tolist()))
+        if old:
+            nxt.update(zip(old, runner.decode([slot_of[r] for r in old], [out[r][-1] for r in old], old).tolist()))

@@ -1,4 +1,4 @@
-"""GRPO for the relay student (paper §3.2; D8-D10; grpo.md): rollouts with the teacher, rewards per
+"""GRPO for the relay student (paper §3.2; D8-D10; docs/design.md §GRPO): rollouts with the teacher, rewards per
 group, advantages, and the clipped objective with a k3 KL penalty against the frozen warm-up model.
 
 One step, read top to bottom in `train_grpo`:
@@ -7,10 +7,11 @@ One step, read top to bottom in `train_grpo`:
 2. score each response from its full text, whoever wrote it (D13), measure its call ratio rho (D6),
    and reward it by the difficulty-aware rule of its group (D10) or the simple reward (Eq. 3);
 3. advantages per group (Eq. 2), broadcast over the tokens the student sampled (mask, D8);
-4. old log-probabilities recomputed by the training model before any update (grpo.md (a)), reference
+4. old log-probabilities recomputed by the training model before any update (design.md §GRPO (a)), reference
    log-probabilities from the warm-up model; the token-mean clipped loss over all micro-batches (D9);
-   AdamW with gradient clipping, `updates_per_step` optimizer steps per rollout batch.
-A non-finite loss or gradient stops the run before the optimizer moves: the last checkpoint stays intact.
+   AdamW with gradient clipping, exactly `updates_per_step` optimizer steps per rollout batch.
+A group with an unscorable gold (`answers.is_scorable`) trains nothing (design.md §GRPO (b)). A non-finite
+loss, gradient, AdamW step or updated parameter stops the run before the next checkpoint.
 """
 from __future__ import annotations
 
@@ -23,12 +24,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .answers import is_correct
+from .answers import is_correct, is_scorable
 from .commands import TEACHER, call_ratio, loss_mask, teacher_view
+from .errors import UserError
 from .grpo_loss import ADVANTAGE_SCALES, group_advantages, grpo_loss, token_logprobs
 from .relay import relay_generate
 from .rewards import group_rewards, simple_rewards
-from .run_state import find_checkpoint, load_checkpoint, save_checkpoint
+from .run_state import find_checkpoint, load_checkpoint, metrics_before, save_checkpoint
 from .sft import collate, step_with_command_rows
 
 REWARDS = ("difficulty", "simple")  # D10's difficulty-aware table; Eq. 3
@@ -52,13 +54,13 @@ class GRPOConfig:
     reward: str = "difficulty"  # or "simple" (paper Eq. 3)
     independence_bonus: float = 1.5  # ablation: 1.0
     exploration: bool = True  # ablation: False sets rho -> 0 in Teacher-Unsolvable
-    advantage_scale: str = "group"  # paper Eq. 2; "none": r - mean (grpo.md (b))
+    advantage_scale: str = "group"  # paper Eq. 2; "none": r - mean (design.md §GRPO (b))
     train_on_teacher_tokens: bool = False  # True reproduces the released code (D8)
     fixed_call_tokens: int | None = None  # paper §5.4 Fixed-k
     teacher_free: bool = False  # calls banned in the rollouts: the paper's GRPO baseline (§4.2)
     max_calls: int | None = None
     max_call_tokens: int | None = None  # D2's optional cap on n (the toy world's responses are ~60 tokens)
-    rollout_batch: int = 64  # rows per relay_generate call (bounds the KV caches)
+    rollout_slots: int | None = None  # rows decoded at once (continuous batching; bounds the KV caches); None: all
     micro_batch: int = 8  # rows per forward/backward
     updates_per_step: int = 1  # optimizer steps per rollout batch (the release: 4)
     command_lr_scale: float = 1.0  # the new command tokens' rows learn this much faster (sft.step_with_command_rows)
@@ -67,11 +69,13 @@ class GRPOConfig:
 
     def __post_init__(self):  # fail at configuration time, not after the warm-up has run
         if self.reward not in REWARDS:
-            raise ValueError(f"reward {self.reward!r}: choose 'difficulty' (D10) or 'simple' (Eq. 3)")
+            raise UserError(f"reward {self.reward!r}: choose 'difficulty' (D10) or 'simple' (Eq. 3)")
         if self.advantage_scale not in ADVANTAGE_SCALES:
-            raise ValueError(f"advantage_scale {self.advantage_scale!r}: choose 'group' (Eq. 2) or 'none'")
+            raise UserError(f"advantage_scale {self.advantage_scale!r}: choose 'group' (Eq. 2) or 'none'")
         if self.group_size < 2:
-            raise ValueError(f"group_size {self.group_size}: GRPO needs G >= 2 samples per question")
+            raise UserError(f"group_size {self.group_size}: GRPO needs G >= 2 samples per question")
+        if not 1 <= self.updates_per_step <= (micro := -(-self.prompts_per_step * self.group_size // self.micro_batch)):
+            raise UserError(f"updates_per_step {self.updates_per_step}: choose 1..{micro}, the micro-batches of a step")
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -83,22 +87,19 @@ def make_optimizer(model, cfg: GRPOConfig):
 
 
 def rollout(policy, teacher, tokenizer, questions, cfg: GRPOConfig, step: int) -> dict:
-    """G relay samples per question; rewards per group; advantages per group."""
+    """G relay samples per question in one continuous-batching call over the step's P x G rows (row i's
+    samples depend on (cfg.seed, step, i) only, not on `rollout_slots`); rewards and advantages per group."""
     G = cfg.group_size
     prompts = [tokenizer.chat_prompt(q["problem"]) for q in questions for _ in range(G)]
-    tokens, authors, calls = [], [], []
-    for start in range(0, len(prompts), cfg.rollout_batch):
-        out = relay_generate(policy, teacher, prompts[start:start + cfg.rollout_batch], commands=tokenizer.commands,
-                             max_new_tokens=cfg.max_new_tokens, eos_ids=tokenizer.eos_ids,
-                             temperature=cfg.temperature, teacher_temperature=cfg.teacher_temperature,
-                             top_p=cfg.top_p, seed=cfg.seed * 1_000_003 + step * 1009 + start,
-                             fixed_call_tokens=cfg.fixed_call_tokens, max_calls=cfg.max_calls,
-                             max_call_tokens=cfg.max_call_tokens,
-                             teacher_free=cfg.teacher_free,
-                             student_vocab_limit=len(tokenizer), teacher_vocab_limit=len(tokenizer))
-        tokens += out.tokens
-        authors += out.authors
-        calls += out.calls
+    out = relay_generate(policy, teacher, prompts, commands=tokenizer.commands, max_new_tokens=cfg.max_new_tokens,
+                         eos_ids=tokenizer.eos_ids, temperature=cfg.temperature,
+                         teacher_temperature=cfg.teacher_temperature, top_p=cfg.top_p,
+                         seed=cfg.seed * 1_000_003 + step, slots=min(cfg.rollout_slots or len(prompts), len(prompts)),
+                         fixed_call_tokens=cfg.fixed_call_tokens, max_calls=cfg.max_calls,
+                         max_call_tokens=cfg.max_call_tokens,
+                         teacher_free=cfg.teacher_free,
+                         student_vocab_limit=len(tokenizer), teacher_vocab_limit=len(tokenizer))
+    tokens, authors, calls = out.tokens, out.authors, out.calls
     teacher_masks = [[a == TEACHER for a in row] for row in authors]
     # D13 reads the answer from the response's text: student and teacher tokens, without the command tokens
     # (the teacher view, D3), so a call inside `\boxed{...}` does not hide the answer.
@@ -119,29 +120,34 @@ def rollout(policy, teacher, tokenizer, questions, cfg: GRPOConfig, step: int) -
                "no_call_accuracy": sum(c for c, r in zip(correct, ratios) if r == 0) / max(1, ratios.count(0.0)),
                "frac_zero_std": sum(max(rewards[g * G:(g + 1) * G]) - min(rewards[g * G:(g + 1) * G]) <= 1e-9
                                     for g in range(len(questions))) / len(questions)}
-    return {"prompts": prompts, "tokens": tokens, "masks": [loss_mask(a, cfg.train_on_teacher_tokens) for a in authors],
-            "advantages": group_advantages(rewards, groups, scale=cfg.advantage_scale), "metrics": metrics}
+    scorable = [is_scorable(q["answer"]) for q in questions]  # an unscorable gold's group trains nothing
+    metrics["unscorable_groups"] = scorable.count(False)
+    keep = torch.tensor([float(scorable[g]) for g in groups])
+    return {"prompts": prompts, "tokens": tokens, "advantages": group_advantages(rewards, groups, scale=cfg.advantage_scale) * keep,
+            "masks": [loss_mask(a, cfg.train_on_teacher_tokens) if k else [False] * len(a) for a, k in zip(authors, keep)],
+            "metrics": metrics}
 
 
-def update(policy, ref, optimizer, batch: dict, cfg: GRPOConfig, commands=None) -> dict:
-    """Old and reference log-probs first (no grad, the same micro-batches), then the clipped updates."""
+def update(policy, ref, optimizer, batch: dict, cfg: GRPOConfig, commands=None, vocab_limit=None) -> dict:
+    """Old and reference log-probs (no grad, the same micro-batches, the sampler's `vocab_limit`), then
+    `cfg.updates_per_step` clipped updates on near-equal runs of micro-batches."""
     device, rows = policy.device, list(range(len(batch["tokens"])))
     micro = [rows[i:i + cfg.micro_batch] for i in range(0, len(rows), cfg.micro_batch)]
     inputs = [collate([batch["prompts"][i] for i in mb], [batch["tokens"][i] for i in mb],
                       [batch["masks"][i] for i in mb], device=device) for mb in micro]
     with torch.no_grad():
-        old = [token_logprobs(policy, ids, cfg.temperature) for ids, _ in inputs]
-        ref_lp = [token_logprobs(ref, ids, cfg.temperature) for ids, _ in inputs]
-    per_update = max(1, len(micro) // cfg.updates_per_step)
+        old = [token_logprobs(policy, ids, cfg.temperature, vocab_limit=vocab_limit) for ids, _ in inputs]
+        ref_lp = [token_logprobs(ref, ids, cfg.temperature, vocab_limit=vocab_limit) for ids, _ in inputs]
+    n_updates = cfg.updates_per_step
     stats = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "grad_norm": 0.0}
     policy.train()
-    for u in range(0, len(micro), per_update):
-        chunk = range(u, min(u + per_update, len(micro)))
+    for u in range(n_updates):
+        chunk = range(u * len(micro) // n_updates, (u + 1) * len(micro) // n_updates)
         n_tokens = sum(int(inputs[k][1].sum()) for k in chunk)  # M: fixed before the micro-batch loop
         optimizer.zero_grad(set_to_none=True)
         for k in chunk:
             ids, mask = inputs[k]
-            logp = token_logprobs(policy, ids, cfg.temperature)
+            logp = token_logprobs(policy, ids, cfg.temperature, vocab_limit=vocab_limit)
             loss, st = grpo_loss(logp, old[k], ref_lp[k], batch["advantages"][micro[k]].to(device), mask, n_tokens,
                                  cfg.eps_low, cfg.eps_high, cfg.beta)
             if not torch.isfinite(loss):
@@ -154,15 +160,23 @@ def update(policy, ref, optimizer, batch: dict, cfg: GRPOConfig, commands=None) 
         norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
         if not torch.isfinite(norm):
             raise NonFiniteLoss(f"the gradient norm is {norm.item()}")
-        step_with_command_rows(optimizer, policy, commands, cfg.command_lr_scale)
+        try:
+            step_with_command_rows(optimizer, policy, commands, cfg.command_lr_scale)
+        except (OverflowError, RuntimeError) as e:  # AdamW at an lr beyond float range
+            if "overflow" not in str(e):
+                raise
+            raise NonFiniteLoss(f"the AdamW step overflowed at lr {cfg.lr}") from None
+        if not torch.isfinite(torch.nn.utils.get_total_norm(list(policy.parameters()))):  # one fused check
+            raise NonFiniteLoss(f"the parameters are not finite after the update at lr {cfg.lr}")
         stats["grad_norm"] = norm.item()
     policy.eval()
-    n_updates = -(-len(micro) // per_update)
     return {k: v / n_updates if k != "grad_norm" else v for k, v in stats.items()}
 
 
 def question_order(n_questions: int, steps: int, per_step: int, seed: int) -> list[int]:
     """A fixed question order for the whole run: reshuffled each epoch, derived from the seed alone."""
+    if n_questions < 1:
+        raise UserError("no training questions: the question order would never fill")
     order, epoch = [], 0
     while len(order) < steps * per_step:
         order += random.Random(seed * 7919 + epoch).sample(range(n_questions), n_questions)
@@ -179,9 +193,7 @@ def train_grpo(policy, ref, teacher, tokenizer, questions, cfg: GRPOConfig, run_
         m.requires_grad_(False).eval()
     if resume and find_checkpoint(ckpt):
         policy, optimizer, start = load_checkpoint(ckpt, lambda m: make_optimizer(m, cfg), device=policy.device)
-        kept = [l for l in metrics_path.read_text().splitlines() if json.loads(l)["step"] < start] \
-            if metrics_path.exists() else []
-        metrics_path.write_text("".join(l + "\n" for l in kept))
+        metrics_path.write_text("".join(l + "\n" for l in metrics_before(metrics_path, start)))
     else:
         optimizer = make_optimizer(policy, cfg)
         metrics_path.write_text("")
@@ -192,9 +204,9 @@ def train_grpo(policy, ref, teacher, tokenizer, questions, cfg: GRPOConfig, run_
         qs = [questions[i] for i in order[step * cfg.prompts_per_step:(step + 1) * cfg.prompts_per_step]]
         batch = rollout(policy, teacher, tokenizer, qs, cfg, step)
         try:
-            stats = update(policy, ref, optimizer, batch, cfg, tokenizer.commands)
+            stats = update(policy, ref, optimizer, batch, cfg, tokenizer.commands, vocab_limit=len(tokenizer))
         except NonFiniteLoss as err:
-            raise NonFiniteLoss(f"step {step}: {err}; stopped before the optimizer moved, the last good "
+            raise NonFiniteLoss(f"step {step}: {err}; stopped before a checkpoint was written, the last good "
                                 f"checkpoint in {ckpt} is intact") from None
         record = {"step": step, **batch["metrics"], **stats, "seconds": time.time() - t0}
         with metrics_path.open("a") as f:

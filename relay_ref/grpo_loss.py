@@ -1,10 +1,10 @@
-"""The GRPO objective with a per-token loss mask (paper §3.2.1, Eq. 1-2; decisions D8, D9; grpo.md (a), (b)).
+"""The GRPO objective with a per-token loss mask (paper §3.2.1, Eq. 1-2; decisions D8, D9; docs/design.md §GRPO (a), (b)).
 
 - `group_advantages`: A_i = (r_i - mean_g) / (std_g + eps) per group, unbiased std, float64; exactly 0 for
-  a group whose rewards are all equal (D9). `scale="none"` keeps A_i = r_i - mean_g (grpo.md (b), Dr. GRPO):
+  a group whose rewards are all equal (D9). `scale="none"` keeps A_i = r_i - mean_g (design.md §GRPO (b), Dr. GRPO):
   a group whose rewards differ by a few hundredths then gets a few-hundredths advantage, not a full one.
-- `token_logprobs`: per-token log pi(y_t | y_<t) at a sampling temperature, with the lm_head applied in time
-  chunks so the [B, T, vocab] fp32 logits are never held at once (151,936 columns for Qwen3).
+- `token_logprobs`: per-token log pi(y_t | y_<t) at a sampling temperature over the rows the sampler could
+  draw (`vocab_limit`, the tokenizer's length, as `ModelRunner`), with the lm_head applied in time chunks so the [B, T, vocab] fp32 logits are never held at once (151,936 columns for Qwen3).
 - `grpo_loss`: the clipped per-token-ratio surrogate plus beta * k3 KL to the reference model, summed over
   the tokens the student sampled (mask, D8) and divided by the optimizer batch's masked-token count M
   (token-mean, D9), so the losses of micro-batches add up to the batch loss.
@@ -15,11 +15,11 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
-ADVANTAGE_SCALES = ("group", "none")  # paper Eq. 2; r - mean (grpo.md (b))
+ADVANTAGE_SCALES = ("group", "none")  # paper Eq. 2; r - mean (design.md §GRPO (b))
 
 def group_advantages(rewards, group_ids, eps: float = 1e-6, scale: str = "group") -> torch.Tensor:
     """Paper Eq. 2 per group: (r - mean) / (std_unbiased + eps) -> [N] float32, by group id (not prompt text).
-    scale="none": r - mean (grpo.md (b))."""
+    scale="none": r - mean (design.md §GRPO (b))."""
     if scale not in ADVANTAGE_SCALES:
         raise ValueError(f"advantage scale {scale!r}: choose 'group' (paper Eq. 2) or 'none'")
     r = torch.as_tensor(rewards, dtype=torch.float64).detach().cpu()
@@ -38,18 +38,19 @@ def group_advantages(rewards, group_ids, eps: float = 1e-6, scale: str = "group"
     return adv.float()
 
 
-def _chunk_logprobs(lm_head, hidden, targets, temperature):
-    logits = lm_head(hidden).float() / temperature
+def _chunk_logprobs(lm_head, hidden, targets, temperature, vocab_limit):
+    logits = lm_head(hidden)[..., :vocab_limit].float() / temperature  # rows >= the limit are never sampled
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
 
 
-def token_logprobs(model, input_ids, temperature: float = 1.0, chunk: int = 1024) -> torch.Tensor:
-    """log softmax(logits / temperature)[input_ids[:, t+1]] at each position t -> [B, T-1] float32."""
+def token_logprobs(model, input_ids, temperature: float = 1.0, chunk: int = 1024, vocab_limit=None) -> torch.Tensor:
+    """log softmax(logits[:vocab_limit] / temperature)[input_ids[:, t+1]] at each position t -> [B, T-1] float32:
+    the log of the probability the sampler drew the token with (None: every row)."""
     hidden = model.hidden_states(input_ids)[:, :-1]
     targets = input_ids[:, 1:]
     out = []
     for start in range(0, targets.shape[1], chunk):
-        args = (model.lm_head, hidden[:, start:start + chunk], targets[:, start:start + chunk], temperature)
+        args = (model.lm_head, hidden[:, start:start + chunk], targets[:, start:start + chunk], temperature, vocab_limit)
         if torch.is_grad_enabled():
             # Recompute the chunk's logits in backward, so autograd keeps only [B, chunk] per chunk.
             out.append(checkpoint(_chunk_logprobs, *args, use_reentrant=False))

@@ -1,6 +1,6 @@
 """Static, preallocated KV cache with per-row slots and positions (no left padding, no resizing).
 
-Design (qwen3-and-decoding.md §3.2-3.4): per layer one K and one V buffer of shape
+Design (docs/design.md, decoding): per layer one K and one V buffer of shape
 [n_slots + 1, max_len, n_kv_heads, head_dim], allocated once. Each sequence owns a slot; each token is
 written at (slot, position). Slot `n_slots` is a *sink*: padding rows and padding columns write there,
 so a fixed-shape step never needs a data-dependent branch. Reads gather the first `kv_len` positions of

@@ -70,7 +70,11 @@ class Qwen3Config:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Qwen3Config":
-        return cls.from_dict(json.loads(Path(path).read_text()), source=str(path))
+        from .errors import UserError
+        try:  # a config the user gave: a bad file or a refused architecture is a user error naming it
+            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")), source=str(path))
+        except (ValueError, AttributeError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise UserError(e if str(e).startswith(str(path)) else f"{path}: not a valid config.json ({e})") from None
 
     def to_dict(self) -> dict:
         """The HF config.json form, which `transformers` reads back."""

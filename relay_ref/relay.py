@@ -4,7 +4,7 @@ Every row is independently in student mode, teacher mode or done. Each model kee
 cache over its own view of the text: the student sees every token (its commands included, D5); the
 teacher sees the prompt and the response without command tokens (D3), with its own dense positions.
 
-One tick (qwen3-and-decoding.md §3.6):
+One tick (docs/design.md, decoding):
 1. the student decodes all live rows in lockstep, each consuming its row's latest token whoever wrote it,
    so it absorbs the teacher's tokens as they are written and handing control back costs no re-prefill;
    its sample is used (and fed to the D2 parser) only on rows in student mode;
@@ -19,16 +19,23 @@ Modes for the paper's experiments: `teacher_free` bans the command tokens by a l
 calls per response (later well-formed commands are not executed), `teacher_temperature` (D4), and
 `random_calls=(q, k)`: a token-level random caller that, after each student token, hands the next k
 tokens to the teacher with probability q and no command (the D14 baseline at a matched call ratio).
+`max_calls` caps random calls too; `fixed_call_tokens`, `max_call_tokens` and k are None or >= 1 (0 is
+refused). `slots=S` (default: all prompts) is continuous batching: at most S rows decode at a time, and a
+finished row's slot takes the next waiting prompt at once. Every random draw of a row (student, teacher,
+the random caller's coin) is a pure function of (seed, stream, prompt index, position) (sampling.py): for
+a seed, each response is the same whatever `slots` is, up to floating-point batch effects on the logits.
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
-from .commands import COMMAND, TEACHER, CommandParser
-from .runner import ModelRunner
+import torch
 
-STUDENT_MODE, TEACHER_MODE, DONE = 0, 1, 2
+from .commands import COMMAND, TEACHER, CommandParser
+from .runner import ModelRunner, admit, check_requests
+from .sampling import row_key, uniform
+
+STUDENT_MODE, TEACHER_MODE = 0, 1  # a row that is done has no slot
 
 
 @dataclass
@@ -46,33 +53,38 @@ class RelayOutput:
 def relay_generate(student, teacher, prompts, *, commands, max_new_tokens, eos_ids, temperature=0.0,
                    teacher_temperature=None, top_p=1.0, seed=None, teacher_free=False, fixed_call_tokens=None,
                    max_calls=None, max_call_tokens=None, student_vocab_limit=None, teacher_vocab_limit=None,
-                   random_calls=None, cuda_graphs=None) -> RelayOutput:
-    if not prompts or any(len(p) == 0 for p in prompts):
-        raise ValueError("relay_generate needs at least one prompt, and every prompt at least one token")
+                   random_calls=None, slots=None, cuda_graphs=None) -> RelayOutput:
+    S = check_requests(prompts, max_new_tokens, slots, student=student, teacher=teacher)
     for name, model in (("student", student), ("teacher", teacher)):
         if max(commands.call_id, commands.end_id) >= model.config.vocab_size:
             raise ValueError(f"command token ids {commands.call_id}, {commands.end_id} lie outside the "
                              f"{name}'s {model.config.vocab_size} embedding rows")
-    B, command_ids = len(prompts), (commands.call_id, commands.end_id)
+    for name, k in (("fixed_call_tokens", fixed_call_tokens), ("max_call_tokens", max_call_tokens),
+                    ("random_calls k", random_calls and random_calls[1])):
+        if k is not None and k < 1:
+            raise ValueError(f"{name}={k}: a call hands the teacher at least one token (None: unset)")
+    if random_calls is not None and not 0 <= random_calls[0] <= 1:
+        raise ValueError(f"random_calls q={random_calls[0]} is not a probability in [0, 1]")
+    N, command_ids = len(prompts), (commands.call_id, commands.end_id)
+    tokens, authors, calls = [[] for _ in range(N)], [[] for _ in range(N)], [0] * N
+    if max_new_tokens == 0:
+        return RelayOutput(tokens, authors, calls, {"student": 0, "teacher": 0})
+    seed = torch.seed() if seed is None else seed
     max_len = max(map(len, prompts)) + max_new_tokens
-    s_run = ModelRunner(student, B, max_len, temperature=temperature, top_p=top_p, seed=seed,
+    s_run = ModelRunner(student, S, max_len, temperature=temperature, top_p=top_p, seed=seed, salt=0,
                         banned_ids=command_ids if teacher_free else (), vocab_limit=student_vocab_limit,
                         cuda_graphs=cuda_graphs)
     # The teacher never writes command tokens: they would mean nothing in its span (D2).
-    t_run = ModelRunner(teacher, B, max_len, temperature=temperature if teacher_temperature is None
-                        else teacher_temperature, top_p=top_p, seed=None if seed is None else seed + 1,
+    t_run = ModelRunner(teacher, S, max_len, temperature=temperature if teacher_temperature is None
+                        else teacher_temperature, top_p=top_p, seed=seed, salt=1,
                         banned_ids=command_ids, vocab_limit=teacher_vocab_limit, cuda_graphs=cuda_graphs)
-    tokens, authors = [[] for _ in range(B)], [[] for _ in range(B)]
     teacher_view = [list(p) for p in prompts]  # append-only: authorship is known when a token is written
-    parsers = [CommandParser(commands) for _ in range(B)]
-    mode, left, calls, caught_up = [STUDENT_MODE] * B, [0] * B, [0] * B, [False] * B
-    s_next = dict(enumerate(s_run.extend(list(range(B)), [list(p) for p in prompts]).tolist()))
-    t_next: dict[int, int] = {}
-    coin = random.Random(seed)
+    parsers = [CommandParser(commands) for _ in range(N)]
+    mode, left = [STUDENT_MODE] * N, [0] * N
+    slot_of, waiting, s_next, t_next = {}, list(range(N)), {}, {}  # slot_of: live row -> its cache slot
     while True:
-        for r in range(B):
-            if mode[r] == DONE:
-                continue
+        catch = []  # rows whose call starts now: the teacher catches up their view
+        for r in list(slot_of):
             if mode[r] == TEACHER_MODE:
                 token, author, n = t_next[r], TEACHER, None
                 left[r] -= 1
@@ -84,30 +96,38 @@ def relay_generate(student, teacher, prompts, *, commands, max_new_tokens, eos_i
             if author != COMMAND:
                 teacher_view[r].append(token)
             if token in eos_ids and author != COMMAND or len(tokens[r]) >= max_new_tokens:
-                mode[r] = DONE
+                del slot_of[r]  # done: the slot is free for the next waiting prompt
                 continue
             if mode[r] == TEACHER_MODE:
                 mode[r] = STUDENT_MODE if left[r] == 0 else TEACHER_MODE
                 continue
-            if n is not None and (max_calls is None or calls[r] < max_calls):
+            if max_calls is not None and calls[r] >= max_calls:
+                continue
+            if n is not None:
                 n = fixed_call_tokens or n
-            elif random_calls and not parsers[r].pending and coin.random() < random_calls[0]:
+            elif random_calls and not parsers[r].pending and \
+                    uniform(row_key(seed, 2, r), len(tokens[r])) < random_calls[0]:  # the coin's own stream
                 n = random_calls[1]
             else:
                 continue
             left[r] = min(n, max_new_tokens - len(tokens[r]), max_call_tokens or n)
-            mode[r], caught_up[r], calls[r] = TEACHER_MODE, False, calls[r] + 1
-        live = [r for r in range(B) if mode[r] != DONE]
-        if not live:
+            mode[r], calls[r] = TEACHER_MODE, calls[r] + 1
+            catch.append(r)
+        new = admit(slot_of, S, waiting)
+        if not slot_of:
             break
-        s_next = dict(zip(live, s_run.decode(live, [tokens[r][-1] for r in live]).tolist()))
-        catch = [r for r in live if mode[r] == TEACHER_MODE and not caught_up[r]]
-        going = [r for r in live if mode[r] == TEACHER_MODE and caught_up[r]]
+        old = [r for r in slot_of if r not in new]  # new holds at most S rows
+        s_next = {}
+        if new:  # a catch-up from whatever prefix the slot's cache still holds
+            s_next.update(zip(new, s_run.extend([slot_of[r] for r in new], [list(prompts[r]) for r in new], new).tolist()))
+        if old:
+            s_next.update(zip(old, s_run.decode([slot_of[r] for r in old], [tokens[r][-1] for r in old], old).tolist()))
+        going = [r for r in old if mode[r] == TEACHER_MODE and r not in catch]
         t_next = {}
         if catch:
-            t_next.update(zip(catch, t_run.extend(catch, [teacher_view[r] for r in catch]).tolist()))
-            for r in catch:
-                caught_up[r] = True
+            t_next.update(zip(catch, t_run.extend([slot_of[r] for r in catch], [teacher_view[r] for r in catch],
+                                                  catch).tolist()))
         if going:
-            t_next.update(zip(going, t_run.decode(going, [tokens[r][-1] for r in going]).tolist()))
+            t_next.update(zip(going, t_run.decode([slot_of[r] for r in going], [tokens[r][-1] for r in going],
+                                                  going).tolist()))
     return RelayOutput(tokens, authors, calls, {"student": s_run.forward_tokens, "teacher": t_run.forward_tokens})

@@ -1,8 +1,8 @@
 """Training checkpoints that survive a crash: HF-layout weights plus optimizer, step and RNG state.
 
 A checkpoint directory is written whole under a temporary name, then swapped in by renames, so at every
-instant either the old or the new checkpoint is complete on disk (`<dir>.old` is the fallback if a crash
-lands between the two renames). `--resume` reloads it and continues to the same result as an
+instant either the old or the new checkpoint is complete on disk (`find_checkpoint` recovers a crash
+between the two renames). `--resume` reloads it and continues to the same result as an
 uninterrupted run: every random choice of the training loops is derived from (seed, step) as well.
 """
 from __future__ import annotations
@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import torch
 
-from .checkpoint import load_model
+from .checkpoint import atomic_write, load_model
+from .errors import UserError
 
-STATE_FILE = "trainer_state.pt"
+STATE_FILE, INFO_FILE = "trainer_state.pt", "trainer_info.json"
 
 
 def save_checkpoint(directory, model, tokenizer, optimizer, step: int, info: dict | None = None) -> None:
@@ -26,7 +28,8 @@ def save_checkpoint(directory, model, tokenizer, optimizer, step: int, info: dic
     model.save_pretrained(tmp, tokenizer)
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
                 "python_rng": random.getstate()}, tmp / STATE_FILE)
-    (tmp / "trainer_info.json").write_text(json.dumps({"step": step, **(info or {})}, indent=2))
+    # Written last, atomically: its presence marks the directory complete (find_checkpoint)
+    atomic_write(tmp / INFO_FILE, lambda p: p.write_text(json.dumps({"step": step, **(info or {})}, indent=2)))
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)
         directory.rename(old)
@@ -35,11 +38,28 @@ def save_checkpoint(directory, model, tokenizer, optimizer, step: int, info: dic
 
 
 def find_checkpoint(directory) -> Path | None:
+    """The recovery rule: `<dir>`, else a complete `<dir>.tmp` (newer than `.old`), else `<dir>.old`."""
     directory = Path(directory)
-    for candidate in (directory, directory.with_name(directory.name + ".old")):
-        if (candidate / STATE_FILE).exists():
+    for suffix in ("", ".tmp", ".old"):
+        candidate = directory.with_name(directory.name + suffix)
+        if (candidate / STATE_FILE).exists() and (candidate / INFO_FILE).exists():
             return candidate
     return None
+
+
+def metrics_before(path, step: int) -> list[str]:
+    """The lines of metrics.jsonl for the steps before `step`; a torn last line (a power loss while it was
+    written) is dropped with a warning, a bad line before it is a UserError naming the line."""
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines() if Path(path).exists() else []
+    for i, line in enumerate(lines, 1):
+        try:
+            json.loads(line)
+        except json.JSONDecodeError:
+            if i < len(lines):
+                raise UserError(f"{path}:{i}: not a JSON line; the metrics log is corrupt") from None
+            print(f"warning: {path}:{i}: dropped a torn last line", file=sys.stderr)
+            lines.pop()
+    return [line for line in lines if json.loads(line)["step"] < step]
 
 
 def load_checkpoint(directory, optimizer_factory, device="cpu"):

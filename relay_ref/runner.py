@@ -1,7 +1,7 @@
 """One model with its own static KV cache: lazy catch-up `extend`, fixed-shape `decode`, CUDA graphs.
 
 Paper §3.1 (relay inference) needs two models that each keep a cache over their own view of the text.
-`ModelRunner` is that per-model engine (qwen3-and-decoding.md §3.3-3.5):
+`ModelRunner` is that per-model engine (docs/design.md, decoding):
 - `extend(slots, views)`: bring each slot up to `view`, starting from the longest prefix it already holds
   (prompt prefill, a teacher catching up at a call, a rollback are all this one rule), and sample the next
   token. Runs eagerly, in column chunks, new tokens right-aligned so every row ends in the last column.
@@ -10,13 +10,16 @@ Paper §3.1 (relay inference) needs two models that each keep a cache over their
   KV-length bucket) is captured once in a CUDA graph and replayed; elsewhere the same `step` runs eagerly.
 
 `step` is a pure function of static tensors: no `.item()`, no `.tolist()`, no data-dependent branch.
+Its draws are keyed by `rows` (prompt indices, sampling.py), never by slot or batch. Continuous batching
+(`admit`): a finished row's slot goes to the next waiting prompt, and `extend` catches it up from whatever
+prefix the slot still holds (the chat-template head, the same prompt of a GRPO group).
 """
 from __future__ import annotations
 
 import torch
 
 from .kv_cache import KVCache
-from .sampling import sample
+from .sampling import exp_noise, row_key, sample
 
 
 def bucket(n: int, cap: int, smallest: int = 1) -> int:
@@ -25,6 +28,33 @@ def bucket(n: int, cap: int, smallest: int = 1) -> int:
     while b < n:
         b *= 2
     return min(b, cap)
+
+
+def check_requests(prompts, max_new_tokens: int, slots: int | None, **models) -> int:
+    """The checks every sampler makes before any work; returns the slot count (default: all prompts)."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("sampling needs at least one prompt, and every prompt at least one token")
+    if max_new_tokens < 0:
+        raise ValueError(f"the response budget max_new_tokens={max_new_tokens} is negative")
+    n_slots = len(prompts) if slots is None else slots
+    if not 1 <= n_slots <= len(prompts):
+        raise ValueError(f"slots={slots}: choose 1 to {len(prompts)} (the number of prompts)")
+    for name, model in models.items():
+        V, ctx = model.config.vocab_size, model.config.max_position_embeddings
+        for r, p in enumerate(prompts):
+            for i, t in ((i, t) for i, t in enumerate(p) if not 0 <= t < V):
+                raise ValueError(f"prompt {r}, position {i}: token id {t} is outside the {name}'s {V} embedding rows")
+            if len(p) >= ctx:
+                raise ValueError(f"prompt {r} has {len(p)} tokens: the {name}'s context is {ctx} positions")
+    return n_slots
+
+
+def admit(slot_of: dict, n_slots: int, waiting: list) -> list[int]:
+    """Give every free slot to the next waiting row, in prompt order (slot_of: live row -> slot)."""
+    free = sorted(set(range(n_slots)) - set(slot_of.values()))
+    new, waiting[:len(free)] = waiting[:len(free)], []
+    slot_of.update(zip(new, free))
+    return new
 
 
 def transposed_head(model) -> torch.Tensor:
@@ -45,7 +75,7 @@ def transposed_head(model) -> torch.Tensor:
 
 class ModelRunner:
     def __init__(self, model, n_slots: int, max_len: int, *, temperature: float = 0.0, top_p: float = 1.0,
-                 seed: int | None = None, banned_ids=(), vocab_limit: int | None = None,
+                 seed: int | None = None, salt: int = 0, banned_ids=(), vocab_limit: int | None = None,
                  cuda_graphs: bool | None = None, prefill_chunk: int = 512):
         self.model, self.device = model, model.device
         # Under autocast K/V come out in the autocast dtype: a float32 policy caches bf16, not float32.
@@ -60,15 +90,15 @@ class ModelRunner:
         self.logit_bias = bias if bool(torch.isinf(bias).any()) else None
         self.temperature, self.top_p = temperature, top_p
         self.head_t = None  # see extend()
-        self.generator = torch.Generator(self.device)
-        self.generator.manual_seed(seed if seed is not None else torch.seed())
+        self.seed, self.salt = torch.seed() if seed is None else seed, salt  # salt: one stream per model
         self.cuda_graphs = (self.device.type == "cuda") if cuda_graphs is None else cuda_graphs
         self.graphs, self.pool, self.prefill_chunk = {}, None, prefill_chunk
         self.forward_tokens = 0  # token positions this model has processed (the relay's cost accounting)
 
     @torch.no_grad()
-    def step(self, tokens, positions, slots, temperature, noise, kv_len: int):
-        """tokens/positions/slots [B, W] -> next token [B] sampled after each row's last column."""
+    def step(self, tokens, positions, slots, temperature, keys, kv_len: int):
+        """tokens/positions/slots [B, W], row keys [B] -> next token [B] sampled after each row's last
+        column, with noise that is a function of (row key, the drawn token's position) only."""
         h = self.model.hidden_states(tokens, cache=self.cache, positions=positions, slots=slots, kv_len=kv_len)
         h = h[:, -1]
         logits = (h @ self.head_t if self.head_t is not None else self.model.lm_head(h)).float()
@@ -77,18 +107,17 @@ class ModelRunner:
         if self.temperature == 0:  # a per-runner constant, not a data-dependent branch
             return logits.argmax(dim=-1)
         top_p = None if self.top_p >= 1 else torch.full_like(temperature, self.top_p)
-        return sample(logits, temperature, noise, top_p)
+        return sample(logits, temperature, exp_noise(keys, positions[:, -1] + 1, logits.shape[-1]), top_p)
 
-    def _sampling_inputs(self, B: int):
-        temp = torch.full((B,), float(self.temperature), device=self.device)
-        noise = torch.ones(B, self.model.config.vocab_size if self.temperature > 0 else 1, device=self.device)
-        if self.temperature > 0:
-            noise.exponential_(generator=self.generator)
-        return temp, noise
+    def _sampling_inputs(self, rows: list[int]):
+        """Temperature and row keys [B]; rows are prompt indices (-1: a padding row)."""
+        temp = torch.full((len(rows),), float(self.temperature), device=self.device)
+        return temp, row_key(self.seed, self.salt, torch.tensor(rows, dtype=torch.long)).to(self.device)
 
     @torch.no_grad()
-    def extend(self, slots: list[int], views: list[list[int]]):
-        """Catch each slot up to its view (lazy, from the longest cached prefix); next token per row."""
+    def extend(self, slots: list[int], views: list[list[int]], rows: list[int] | None = None):
+        """Catch each slot up to its view (lazy, from the longest cached prefix); next token per row.
+        `rows` (default: the slots) key each row's random draws."""
         if self.head_t is None and self.device.type == "cpu":
             self.head_t = transposed_head(self.model)
         cache, starts = self.cache, [self.cache.common_prefix(s, v) for s, v in zip(slots, views)]
@@ -107,15 +136,15 @@ class ModelRunner:
             cache.ids[s] = list(views[r])
         self.forward_tokens += sum(len(n) for n in news)
         tok, pos, slot = tok.to(self.device), pos.to(self.device), slot.to(self.device)
-        temp, noise = self._sampling_inputs(B)
+        temp, keys = self._sampling_inputs(slots if rows is None else rows)
         for c in range(0, W, self.prefill_chunk):  # chunks bound the [B, W, L] attention mask
             cols = slice(c, min(c + self.prefill_chunk, W))
             kv_len = bucket(int(pos[:, cols].max()) + 1, cache.max_len, 16)
-            out = self.step(tok[:, cols], pos[:, cols], slot[:, cols], temp, noise, kv_len)
+            out = self.step(tok[:, cols], pos[:, cols], slot[:, cols], temp, keys, kv_len)
         return out
 
     @torch.no_grad()
-    def decode(self, slots: list[int], tokens: list[int]):
+    def decode(self, slots: list[int], tokens: list[int], rows: list[int] | None = None):
         """Append one token to each slot; return the next token per row (a device tensor [len(slots)])."""
         cache, B = self.cache, len(slots)
         positions = []
@@ -130,11 +159,11 @@ class ModelRunner:
         pad = Bb - B  # padding rows: token 0 at position 0 of the sink slot
         host = (torch.tensor(tokens + [0] * pad).view(Bb, 1), torch.tensor(positions + [0] * pad).view(Bb, 1),
                 torch.tensor(slots + [cache.sink] * pad).view(Bb, 1))
-        temp, noise = self._sampling_inputs(Bb)
+        temp, keys = self._sampling_inputs(list(slots if rows is None else rows) + [-1] * pad)
         if not self.cuda_graphs:
-            return self.step(*(t.to(self.device) for t in host), temp, noise, kv_len)[:B]
+            return self.step(*(t.to(self.device) for t in host), temp, keys, kv_len)[:B]
         graph, static = self._graph(Bb, kv_len)
-        for buf, val in zip(static, (*host, temp, noise)):  # overwrite every static input, padding included
+        for buf, val in zip(static, (*host, temp, keys)):  # overwrite every static input, padding included
             buf.copy_(val, non_blocking=True)
         graph.replay()
         return static[-1][:B].clone()
@@ -142,10 +171,10 @@ class ModelRunner:
     def _graph(self, Bb: int, kv_len: int):
         """Capture `step` for one (batch bucket, KV-length bucket); all graphs share one memory pool."""
         if (Bb, kv_len) not in self.graphs:
-            d, V = self.device, self.model.config.vocab_size
+            d = self.device
             static = [torch.zeros(Bb, 1, dtype=torch.long, device=d) for _ in range(2)]
             static += [torch.full((Bb, 1), self.cache.sink, dtype=torch.long, device=d),
-                       torch.zeros(Bb, device=d), torch.ones(Bb, V if self.temperature > 0 else 1, device=d)]
+                       torch.zeros(Bb, device=d), torch.zeros(Bb, dtype=torch.long, device=d)]
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):  # warm-up outside capture (allocator, kernels selection)

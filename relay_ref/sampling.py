@@ -1,13 +1,40 @@
-"""Next-token sampling without host syncs: greedy, temperature and top-p, selected per row by `where`.
+"""Next-token sampling without host syncs, and random draws that do not depend on the batch.
 
-A categorical draw is made by the exponential race: argmax(p / E) with E ~ Exp(1) elementwise is an
-exact sample from p (the Gumbel-max trick in disguise) and, unlike `torch.multinomial`, never syncs
-with the host. The noise E is filled *outside* the step from a seeded generator, so a captured CUDA graph
-replays with fresh noise and every run is reproducible from its seed.
+The exponential race: argmax(p / E) with E ~ Exp(1) elementwise is an exact sample from p (Gumbel-max in
+disguise) that, unlike `torch.multinomial`, never syncs with the host. E is counter-based: a fixed integer
+hash of (row key, position, vocabulary id), so a row's draws are a pure function of (seed, stream salt,
+prompt index, position): not of its batch, its slot or its schedule. It is made on the device inside the
+step from the row keys (static inputs of a captured CUDA graph). `mix` works on Python ints and int64
+tensors alike and every product stays below 2^63, so the hash is bit-identical on CPU and CUDA.
 """
 from __future__ import annotations
 
 import torch
+
+M32 = 0xFFFFFFFF
+
+
+def mix(x):
+    """A 32-bit integer hash (two multiply-xorshift rounds) of x in [0, 2^32): an int or int64 tensor."""
+    x = ((x >> 16) ^ x) * 0x45D9F3B & M32
+    x = ((x >> 16) ^ x) * 0x45D9F3B & M32
+    return (x >> 16) ^ x
+
+
+def row_key(seed: int, salt: int, row):
+    """Seed and salt pick the stream (student 0, teacher 1, random caller 2); row is the prompt index."""
+    return mix((mix(mix(seed & M32) ^ salt) + row) & M32)
+
+
+def uniform(key, position):
+    """U(0, 1) from a row key and a counter on a 2^-23 grid, exact in float32: never exactly 0 or 1."""
+    return ((mix((key + position * 0x9E3779B1) & M32) >> 9) + 0.5) / 2 ** 23
+
+
+def exp_noise(keys, positions, vocab: int):
+    """keys, positions [B] int64 -> E [B, vocab] ~ Exp(1), one independent draw per (row, position, id)."""
+    per_row = mix((keys + positions * 0x9E3779B1) & M32).unsqueeze(-1)
+    return -torch.log(uniform(per_row, torch.arange(vocab, device=keys.device)))
 
 
 def sample(logits, temperature, noise, top_p=None):

@@ -55,19 +55,18 @@ def unsure_boundaries(model, prompts, responses, below: float) -> list[list[int]
 
 def make_warmup_examples(student, tokenizer, questions, *, temperature=1.0, max_new_tokens=512,
                          batch_size=64, seed=0, max_commands=3, max_exponent=3, unsure_below=None):
-    """D11: sample one response per question from the vanilla student, then insert commands (only where
-    the student was unsure, if `unsure_below` is given; see `unsure_boundaries`)."""
-    rng, examples = random.Random(seed), []
-    for start in tqdm(range(0, len(questions), batch_size), desc="warm-up data", unit="batch"):
-        prompts = [tokenizer.chat_prompt(q["problem"]) for q in questions[start:start + batch_size]]
-        responses = generate(student, prompts, max_new_tokens, temperature=temperature,
-                             eos_ids=tokenizer.eos_ids, seed=seed + start)
-        allowed = (unsure_boundaries(student, prompts, responses, unsure_below) if unsure_below is not None
-                   else [None] * len(prompts))
-        for p, r, b in zip(prompts, responses, allowed):
-            response = insert_commands(r, tokenizer.commands, rng, max_commands, max_exponent, boundaries=b)
-            examples.append({"prompt_ids": p, "response_ids": response})
-    return examples
+    """D11: sample one response per question from the vanilla student (`batch_size` rows at a time,
+    continuous batching; limited to the tokenizer's rows, the untrained command tokens banned), then insert
+    commands (only where the student was unsure, if `unsure_below` is given; see `unsure_boundaries`)."""
+    rng, c = random.Random(seed), tokenizer.commands
+    prompts = [tokenizer.chat_prompt(q["problem"]) for q in questions]
+    responses = generate(student, prompts, max_new_tokens, temperature=temperature, eos_ids=tokenizer.eos_ids,
+                         seed=seed, slots=min(batch_size, len(prompts)), vocab_limit=len(tokenizer),
+                         banned_ids=(c.call_id, c.end_id))
+    allowed = (unsure_boundaries(student, prompts, responses, unsure_below) if unsure_below is not None
+               else [None] * len(prompts))
+    return [{"prompt_ids": p, "response_ids": insert_commands(r, c, rng, max_commands, max_exponent, boundaries=b)}
+            for p, r, b in zip(prompts, responses, allowed)]
 
 
 def command_row_weights(model) -> list:

@@ -14,6 +14,7 @@ from tokenizers import AddedToken, Tokenizer as HFTokenizer
 
 from .checkpoint import atomic_write, resolve_checkpoint
 from .commands import CommandTokens
+from .errors import UserError
 
 CALL, END_CALL = "<call>", "</call>"
 EOS_TOKENS = ("<|im_end|>", "<|endoftext|>")
@@ -29,12 +30,12 @@ class Tokenizer:
         for d in range(10):
             ids = tok.encode(str(d), add_special_tokens=False).ids
             if len(ids) != 1 or tok.decode(ids) != str(d):
-                raise ValueError(f"{source}: digit {d} encodes to {ids}, not a single token of its own")
+                raise UserError(f"{source}: digit {d} encodes to {ids}, not a single token of its own")
             digits.append(ids[0])
         self.commands = CommandTokens(tok.token_to_id(CALL), tok.token_to_id(END_CALL), tuple(digits))
         self.eos_ids = tuple(i for i in map(tok.token_to_id, EOS_TOKENS) if i is not None)
         if not self.eos_ids:
-            raise ValueError(f"{source}: has neither of the EOS tokens {EOS_TOKENS}")
+            raise UserError(f"{source}: has neither of the EOS tokens {EOS_TOKENS}")
 
     def __len__(self) -> int:
         return self.tok.get_vocab_size(with_added_tokens=True)
@@ -62,4 +63,8 @@ def load_tokenizer(path_or_hub_id) -> Tokenizer:
     path = resolve_checkpoint(path_or_hub_id) / "tokenizer.json"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no tokenizer.json")
-    return Tokenizer(HFTokenizer.from_file(str(path)), source=str(path))
+    try:
+        tok = HFTokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises a bare Exception for a malformed file
+        raise UserError(f"{path}: not a valid tokenizer.json ({' '.join(str(e).split())})") from None
+    return Tokenizer(tok, source=str(path))

@@ -1,8 +1,10 @@
 """Relay speed: (a) the relay's overhead with no calls, (b) lazy catch-up versus re-prefilling the teacher
-at every call (the released code's approach), (c) on CUDA, eager versus CUDA-graph decode.
+at every call (the released code's approach), (c) on CUDA, eager versus CUDA-graph decode, (d) continuous
+batching versus fixed batches on a long-tailed workload.
 
     python scripts/bench_relay.py                      # (a) and (b) on CPU with small random models
     python scripts/bench_relay.py --device cuda --dtype bfloat16 --shapes paper   # adds (c)
+    OMP_NUM_THREADS=1 python scripts/bench_relay.py --long-tail   # (d) only: 64 prompts, 8 slots, 1,024 tokens
 
 (a) `relay_generate(teacher_free=True)` against `generate` with the same tokens banned: the same
     decode work, so the difference is the relay's host-side bookkeeping and its second runner.
@@ -10,6 +12,12 @@ at every call (the released code's approach), (c) on CUDA, eager versus CUDA-gra
     tokens, then `<call>k</call>`, again and again. The same outputs are produced twice: once with our
     teacher cache (lazy catch-up from the longest cached prefix), once with the teacher's cache wiped
     before every catch-up, so that it re-prefills its whole view at each call.
+(d) Small random models sample at temperature 1 with the random caller (q 0.02, k 8); row r's EOS
+    probability per token is 1 / L_r with L_r log-uniform on [10, 1024] (a thin runner wrapper replaces the
+    model's sample by EOS with that probability, from the same counter-based hash as the sampler), so the
+    lengths are long-tailed. The same 64 prompts run as fixed batches of 8 (a batch starts when the previous
+    one has finished, as GRPO ran its calls of `rollout_batch` rows before) and with continuous batching, `slots=8`; the
+    outputs must be identical (batch-invariant sampling).
 """
 from __future__ import annotations
 
@@ -23,6 +31,8 @@ from relay_ref.commands import CommandTokens, format_call
 from relay_ref.generate import generate
 from relay_ref.model import Qwen3Config, Qwen3ForCausalLM
 from relay_ref.runner import ModelRunner
+from relay_ref.errors import ArgumentParser, run_script
+from relay_ref.sampling import row_key, uniform
 
 SHAPES = {
     "cpu": (dict(vocab_size=151936, hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
@@ -80,8 +90,68 @@ def relay_with(student_cls, teacher_cls, *args, **kwargs):
         relay_module.ModelRunner = original
 
 
+LONG_TAIL_EOS = 1999
+
+
+class LongTailRunner(ModelRunner):
+    """The real step and sample; then row r writes EOS instead with probability 1 / L_r (see (d))."""
+    steps = live = 0
+
+    def _eos(self, slots, rows, out):
+        lengths = [10 * 102.4 ** uniform(row_key(99, 0, r), 0) for r in rows]  # log-uniform on [10, 1024]
+        eos = [uniform(row_key(99, 1, r), len(self.cache.ids[s])) < 1 / L for r, s, L in zip(rows, slots, lengths)]
+        return torch.where(torch.tensor(eos), LONG_TAIL_EOS, out.cpu())
+
+    def extend(self, slots, views, rows=None):
+        return self._eos(slots, rows, super().extend(slots, views, rows))
+
+    def decode(self, slots, tokens, rows=None):
+        LongTailRunner.steps, LongTailRunner.live = LongTailRunner.steps + 1, LongTailRunner.live + len(slots)
+        return self._eos(slots, rows, super().decode(slots, tokens, rows))
+
+
+def long_tail(n_prompts=64, slots=8, max_new_tokens=1024):
+    torch.manual_seed(0)
+    small = dict(vocab_size=2048, num_attention_heads=4, num_key_value_heads=2, head_dim=32)
+    student = Qwen3ForCausalLM(Qwen3Config(hidden_size=128, intermediate_size=384, num_hidden_layers=2, **small)).eval()
+    teacher = Qwen3ForCausalLM(Qwen3Config(hidden_size=256, intermediate_size=768, num_hidden_layers=4, **small)).eval()
+    prompts = [torch.randint(100, 1990, (int(n),)).tolist() for n in torch.randint(16, 48, (n_prompts,))]
+    run = dict(commands=CommandTokens(2000, 2001, tuple(range(15, 25))), max_new_tokens=max_new_tokens,
+               eos_ids=(LONG_TAIL_EOS,), temperature=1.0, seed=0, teacher_free=True, random_calls=(0.02, 8),
+               slots=slots)
+    continuous = relay_module.admit
+    fixed = lambda slot_of, n, waiting: [] if slot_of else continuous(slot_of, n, waiting)  # wait for the batch
+    results = {}
+    for name, admit in ((f"fixed batches of {slots}", fixed), ("continuous batching", continuous)):
+        LongTailRunner.steps = LongTailRunner.live = 0
+        relay_module.admit = admit
+        try:
+            out, sec = timed(lambda: relay_with(LongTailRunner, ModelRunner, student, teacher, prompts, **run),
+                             torch.device("cpu"))
+        finally:
+            relay_module.admit = continuous
+        results[name] = (out, sec, LongTailRunner.steps, LongTailRunner.live / (LongTailRunner.steps * slots))
+    (a, *_), (b, *_) = results.values()
+    assert a.tokens == b.tokens and a.authors == b.authors, "the schedule changed the outputs"
+    lengths = sorted(map(len, b.tokens))
+    ideal = sum(lengths) / slots + lengths[-1]
+    q = lambda f: lengths[min(len(lengths) - 1, int(f * len(lengths)))]
+    print(f"\n(d) long-tailed workload: {n_prompts} prompts, {slots} slots, {max_new_tokens} tokens, threads "
+          f"{torch.get_num_threads()}; response lengths min {lengths[0]}, p10 {q(0.1)}, median {q(0.5)}, "
+          f"p90 {q(0.9)}, max {lengths[-1]}, mean {sum(lengths) / len(lengths):.0f}, total {sum(lengths)}; "
+          f"teacher share {sum(map(sum, b.teacher_mask)) / sum(lengths):.1%}; ideal decode steps "
+          f"sum / slots + longest = {ideal:.0f}\n")
+    print("| schedule | decode steps | vs ideal | slot utilisation | student / teacher forward tokens | seconds |"
+          "\n|---|---|---|---|---|---|")
+    for name, (out, sec, steps, util) in results.items():
+        print(f"| {name} | {steps} | {steps / ideal - 1:+.1%} | {util:.1%} | {out.forward_tokens['student']} / "
+              f"{out.forward_tokens['teacher']} | {sec:.1f} |")
+    speedup = results[f"fixed batches of {slots}"][1] / results["continuous batching"][1]
+    print(f"\nidentical outputs (asserted); wall-time speed-up {speedup:.2f}x")
+
+
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--shapes", default=None, choices=list(SHAPES), help="default: cpu on CPU, paper on CUDA")
@@ -90,7 +160,10 @@ def main():
     ap.add_argument("--new-tokens", type=int, default=256)
     ap.add_argument("--call-tokens", type=int, default=8, help="k in the scripted <call>k</call>")
     ap.add_argument("--periods", type=int, nargs="+", default=[200, 60, 20], help="student tokens between calls")
+    ap.add_argument("--long-tail", action="store_true", help="run only (d), on CPU")
     args = ap.parse_args()
+    if args.long_tail:
+        return long_tail()
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     s_cfg, t_cfg = SHAPES[args.shapes or ("paper" if device.type == "cuda" else "cpu")]
     torch.manual_seed(0)
@@ -139,4 +212,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

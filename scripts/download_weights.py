@@ -12,12 +12,13 @@ import argparse
 from pathlib import Path
 
 from relay_ref.checkpoint import HUB_FILES
+from relay_ref.errors import ArgumentParser, run_script
 
 PAPER_MODELS = ["Qwen/Qwen3-0.6B", "Qwen/Qwen3-1.7B", "Qwen/Qwen3-8B"]
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("repos", nargs="*", default=PAPER_MODELS, help="hub ids (default: the paper's three)")
     ap.add_argument("--dest", type=Path, default=Path(__file__).resolve().parent.parent / "weights")
     ap.add_argument("--revision", default=None, help="a branch, tag or commit of the hub repo")
@@ -30,4 +31,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

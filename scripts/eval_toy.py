@@ -22,7 +22,6 @@ a student that calls for the critical tokens only).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections import Counter
@@ -32,11 +31,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see pretrain_toy.py
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from relay_ref.answers import is_correct  # noqa: E402
+from relay_ref.answers import checker_name, is_correct  # noqa: E402
 from relay_ref.checkpoint import load_model  # noqa: E402
 from relay_ref.commands import format_call  # noqa: E402
 from relay_ref.generate import generate  # noqa: E402
 from relay_ref.tokenizer import load_tokenizer  # noqa: E402
+from relay_ref.errors import ArgumentParser, run_script  # noqa: E402
 from scripts.make_toy_world import solve  # noqa: E402
 from scripts.pretrain_toy import load_jsonl  # noqa: E402
 
@@ -108,7 +108,7 @@ def confidence_caller(student, teacher, tok, prompts, tau, n, max_new_tokens, ba
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--student", default="weights/toy/student")
     ap.add_argument("--teacher", default="weights/toy/teacher")
     ap.add_argument("--test", default="data/toy/test.jsonl")
@@ -124,6 +124,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     tok = load_tokenizer(args.student)
     test = load_jsonl(args.test)[:args.n]
+    print(f"answers checked by {checker_name()}")
     prompts = [tok.chat_prompt(p["problem"]) for p in test]
     models = {name: load_model(path) for name, path in (("student", args.student), ("teacher", args.teacher))}
     texts = {}
@@ -176,4 +177,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -16,7 +16,7 @@ Rows (paper §4.2, §4.4, §5.3, §5.4; D14), one run each per benchmark:
   share equals the relay's call ratio on that benchmark (`matched_random_calls`), handing the teacher spans
   of --random-k tokens (default: the relay's mean teacher span on that benchmark);
 - random-router: not run. The query-level router of Fig. 1 at the relay's cost: acc_student + ratio *
-  (acc_teacher - acc_student) per benchmark (relayllm.md section 7.4).
+  (acc_teacher - acc_student) per benchmark (paper Fig. 1).
 Below the table: the cost reduction against the performance-matched router and the accuracy margin at equal
 cost, computed from the averages as in the abstract (98.2% and 6.9 points for Qwen3-1.7B).
 
@@ -43,9 +43,12 @@ from tqdm.auto import tqdm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from relay_ref.answers import checker_name  # noqa: E402
 from relay_ref.benchmarks import REGISTRY, load_benchmark  # noqa: E402
-from relay_ref.checkpoint import load_model  # noqa: E402
+from relay_ref.checkpoint import check_checkpoint, load_model  # noqa: E402
 from relay_ref.commands import TEACHER  # noqa: E402
+from relay_ref.data import fit_context  # noqa: E402
+from relay_ref.errors import ArgumentParser, UserError, run_script  # noqa: E402
 from relay_ref.evaluation import MODES, evaluate, markdown_table, matched_random_calls, random_router  # noqa: E402
 from relay_ref.tokenizer import load_tokenizer  # noqa: E402
 
@@ -104,10 +107,12 @@ def router_summary(results: dict, labels: list[str]) -> tuple[dict, str]:
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--benchmarks", nargs="+", default=["toy=data/toy/test.jsonl"],
                     help=f"registry names ({', '.join(REGISTRY)}), files, or LABEL=FILE (default: the toy test set)")
-    ap.add_argument("--limit", type=int, help="only the first N questions of each benchmark")
+    ap.add_argument("--limit", type=int, help="only the first N questions of each benchmark (all are validated)")
+    ap.add_argument("--truncate-prompts", action="store_true",
+                    help="cut a question longer than the models' context instead of refusing the run")
     ap.add_argument("--student", default="weights/toy/relay-student", help="the relay student (dir or hub id)")
     ap.add_argument("--base-student", default="weights/toy/student", help="the untrained student (dir or hub id)")
     ap.add_argument("--teacher", default="weights/toy/teacher", help="the teacher (dir or hub id)")
@@ -118,6 +123,8 @@ def parse_args(argv=None):
     ap.add_argument("--random-k", type=int, help="teacher span of the random caller (default: relay's mean span)")
     ap.add_argument("--samples", type=int, default=1, help="responses per question: avg@k (default 1: pass@1)")
     ap.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    ap.add_argument("--teacher-temperature", type=float, default=0.0,
+                    help="the teacher's temperature inside the relay (default 0: greedy, D4)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-new-tokens", type=int, default=128,
                     help="response budget, teacher tokens included (D7); the paper's is 8192; default 128 (toy)")
@@ -128,6 +135,9 @@ def parse_args(argv=None):
     ap.add_argument("--out", type=Path, default=Path("runs/eval/results.json"), help="JSON results")
     ap.add_argument("--no-records", action="store_true", help="keep only the numbers in the JSON")
     args = ap.parse_args(argv)
+    for flag in ("limit", "samples", "batch_size", "max_new_tokens"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            ap.error(f"--{flag.replace('_', '-')} must be at least 1")
     if args.samples > 1 and args.temperature <= 0:
         ap.error("--samples > 1 (avg@k) needs --temperature > 0: greedy samples are identical")
     if "random-caller" in args.modes and "relay" not in args.modes:
@@ -143,19 +153,23 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     benches = dict(parse_benchmark(spec) for spec in args.benchmarks)
     if len(benches) != len(args.benchmarks):
-        sys.exit("two benchmarks share a column label: name them LABEL=FILE")
+        raise UserError("two benchmarks share a column label: name them LABEL=FILE")
     questions = {label: load_benchmark(src, args.limit) for label, src in benches.items()}  # fail before any model
     paths = {k: resolve(getattr(args, k)) for k in ("student", "base_student", "teacher")}
     need = {"base_student": "student" in args.modes, "teacher": args.modes != ["student"],
             "student": any(m not in ("student", "teacher") for m in args.modes)}
     dtype = getattr(torch, args.dtype)
-    try:
-        models = {k: load_model(p, device=args.device, dtype=dtype) for k, p in paths.items() if need[k]}
+    try:  # headers only: every checkpoint is valid before any model loads
+        metas = [check_checkpoint(p, tokenizer=False)[1] for k, p in paths.items() if need[k]]
     except FileNotFoundError as e:
-        sys.exit(f"{e}\n(the toy relay student comes from `python scripts/train_grpo.py --export "
-                 "weights/toy/relay-student`; or pass --student / --base-student / --teacher)")
+        raise UserError(f"{e} (the toy relay student comes from `python scripts/train_grpo.py --export "
+                        "weights/toy/relay-student`; or pass --student / --base-student / --teacher)") from None
     tokenizer = load_tokenizer(paths["student"] if need["student"] else paths["base_student"] if need["base_student"]
                                else paths["teacher"])
+    context = min(m.config.max_position_embeddings for m in metas)
+    questions = {b: fit_context(q, tokenizer, args.max_new_tokens, context, benches[b], args.truncate_prompts)
+                 for b, q in questions.items()}
+    models = {k: load_model(p, device=args.device, dtype=dtype) for k, p in paths.items() if need[k]}
     decoding = "greedy pass@1" if args.samples == 1 else f"avg@{args.samples} at temperature {args.temperature}"
     print(f"{len(questions)} benchmark(s) ({', '.join(f'{b}: {len(q)}' for b, q in questions.items())} questions), "
           f"{decoding}, {args.max_new_tokens} response tokens, runs: {', '.join(args.modes)}")
@@ -171,7 +185,8 @@ def main(argv=None):
         student = models.get("base_student") if mode == "student" else models.get("student")
         t0 = time.time()
         r = evaluate(mode, student, models.get("teacher"), tokenizer, questions[bench], max_new_tokens=args.max_new_tokens,
-                     batch_size=args.batch_size, samples=args.samples, temperature=args.temperature, seed=args.seed,
+                     batch_size=args.batch_size, samples=args.samples, temperature=args.temperature,
+                     teacher_temperature=args.teacher_temperature, seed=args.seed,
                      fixed_call_tokens=args.fixed_k, max_call_tokens=args.max_call_tokens, desc=f"{bench}/{mode}",
                      **extra)
         r["seconds"] = time.time() - t0
@@ -189,7 +204,8 @@ def main(argv=None):
     table = markdown_table(table_rows, labels)
     print(f"\n{table}\n")
     print("\n".join(f"- {m}: {ROW_NAMES[m]}" for m in table_rows) + f"\n- decoding: {decoding}; accuracy in %, "
-          "Avg. Call Ratio = mean over benchmarks of Σ teacher tokens / Σ response tokens (D6)")
+          "Avg. Call Ratio = mean over benchmarks of Σ teacher tokens / Σ response tokens (D6)\n"
+          f"- answers checked by {checker_name()} (D13)")
     router = None
     if have_router:
         router, text = router_summary(results, labels)
@@ -200,7 +216,7 @@ def main(argv=None):
             for r in per_bench.values():
                 r.pop("records", None)
     out = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()} | paths,
-           "benchmarks": {b: str(src) for b, src in benches.items()}, "decoding": decoding, "table": table,
+           "benchmarks": {b: str(src) for b, src in benches.items()}, "decoding": decoding, "checker": checker_name(), "table": table,
            "random_router": router, "results": results, "seconds": time.time() - t_start}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
@@ -210,4 +226,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

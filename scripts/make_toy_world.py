@@ -39,6 +39,8 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer as HFTokenizer, models, pre_tokenizers, decoders
 
+from relay_ref.errors import ArgumentParser, run_script
+
 ALPHABET = "\n" + "".join(chr(c) for c in range(32, 127))  # newline and printable ASCII
 QWEN3_ADDED = [("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True),
                ("<think>", False), ("</think>", False)]  # Qwen3 marks the think tags non-special
@@ -133,7 +135,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    ap = ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="data/toy", help="directory for train.jsonl and test.jsonl")
     ap.add_argument("--n-train", type=int, default=4000)
@@ -148,4 +150,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -17,12 +17,13 @@ from relay_ref.checkpoint import load_model
 from relay_ref.data import load_questions, save_jsonl
 from relay_ref.sft import make_warmup_examples
 from relay_ref.tokenizer import load_tokenizer
+from relay_ref.errors import ArgumentParser, run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("questions", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--student", default=str(ROOT / "weights/toy/student"))
@@ -49,4 +50,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

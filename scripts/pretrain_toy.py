@@ -23,7 +23,6 @@ scripts/eval_toy.py for the accuracy table and the critical-token experiment).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -43,6 +42,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `scripts.` imports when run as a file
 from relay_ref.data import insert_commands  # noqa: E402
 from relay_ref.model import Qwen3Config, Qwen3ForCausalLM  # noqa: E402
+from relay_ref.errors import ArgumentParser, run_script  # noqa: E402
 from scripts.make_toy_world import MODEL_VOCAB_SIZE, build_tokenizer, make_problem, make_split  # noqa: E402
 
 
@@ -200,7 +200,7 @@ def accuracy(model, tok, problems, max_new_tokens=96) -> float:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--which", choices=["student", "teacher", "both"], default="both")
     ap.add_argument("--out", default="weights/toy", help="writes <out>/student and <out>/teacher")
     ap.add_argument("--test", default="data/toy/test.jsonl", help="held-out questions (excluded, evaluated)")
@@ -246,4 +246,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

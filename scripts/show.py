@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `relay_ref` when run as a file from anywhere
 from relay_ref.commands import COMMAND, TEACHER, split_response, teacher_view  # noqa: E402
+from relay_ref.errors import ArgumentParser, UserError, run_script  # noqa: E402
 
 RESET = "\x1b[0m"
 ANSI = {"teacher": "\x1b[30;43m", "call": "\x1b[1;35m", "void": "\x1b[2;9;35m"}
@@ -198,7 +199,7 @@ def from_results(path, mode="relay", benchmark=None, n=3, called_only=False) -> 
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     results = data.get("results", {})
     if mode not in results:
-        raise SystemExit(f"{path}: no mode {mode!r} (has {', '.join(results) or 'none'})")
+        raise UserError(f"{path}: no mode {mode!r} (has {', '.join(results) or 'none'})")
     out = []
     for bench, res in results[mode].items():
         if benchmark is not None and bench != benchmark:
@@ -208,8 +209,8 @@ def from_results(path, mode="relay", benchmark=None, n=3, called_only=False) -> 
                 out.append(Transcript.from_record(rec, title=f"{bench} / {mode} / record {i}"))
     if not out:
         where = f"mode {mode!r}" + (f" on {benchmark!r}" if benchmark else "")
-        raise SystemExit(f"{path}: no responses in which the teacher wrote for {where}" if called_only else
-                         f"{path}: no records for {where} (was it written with --no-records?)")
+        raise UserError(f"{path}: no responses in which the teacher wrote for {where}" if called_only else
+                        f"{path}: no records for {where} (was it written with --no-records?)")
     return out[:n], data
 
 
@@ -288,7 +289,7 @@ def plot_metrics(metrics_path, png_path) -> Path:
 # ---------------------------------------------------------------- command line
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_argument_group("transcripts from scripts/evaluate.py's JSON")
     src.add_argument("--results", type=Path, help="the JSON written by scripts/evaluate.py --out")
     src.add_argument("--mode", default="relay", help="which run's records (default relay)")
@@ -327,7 +328,7 @@ def main(argv=None):
         try:
             png = plot_metrics(args.plot, args.png or args.plot.with_suffix(".png"))
         except (ImportError, ValueError, FileNotFoundError) as e:
-            sys.exit(str(e))
+            raise UserError(str(e)) from None
         print(f"wrote {png}")
     if not (args.results or args.question or args.data):
         return
@@ -366,4 +367,4 @@ def strip_ansi(s: str) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -22,11 +22,14 @@ from pathlib import Path
 
 import torch
 
-from relay_ref.checkpoint import load_model, resolve_checkpoint
-from relay_ref.data import load_questions, save_jsonl
+from relay_ref.answers import checker_name
+from relay_ref.checkpoint import check_checkpoint, load_model
+from relay_ref.data import fit_context, load_questions, save_jsonl
+from relay_ref.errors import ArgumentParser, UserError, run_script
 from relay_ref.evaluation import evaluate
 from relay_ref.grpo import REWARDS, GRPOConfig, NonFiniteLoss, train_grpo
 from relay_ref.grpo_loss import ADVANTAGE_SCALES
+from relay_ref.run_state import find_checkpoint
 from relay_ref.sft import make_warmup_examples, train_sft
 from relay_ref.tokenizer import load_tokenizer
 
@@ -53,14 +56,15 @@ PRESETS = {
                 grpo=dict(steps=60, prompts_per_step=16, group_size=8, lr=3e-5, weight_decay=0.01, beta=0.1,
                           exploration=False,
                           temperature=0.6, updates_per_step=1, command_lr_scale=100.0, max_new_tokens=128,
-                          rollout_batch=128, micro_batch=32, save_every=10)),
+                          rollout_slots=None, micro_batch=32, save_every=10)),  # None: all 128 rows at once
     # Paper Table 7: AdamW lr 1e-6, wd 1e-2, 32 prompts x G 8, T 1.0, beta 0.01, 8,192 response tokens.
     "paper": dict(student="Qwen/Qwen3-1.7B", teacher="Qwen/Qwen3-8B", train_data=None, test_data=None,
                   run_dir=ROOT / "runs/paper", device="cuda", dtype="bfloat16", autocast=True,
                   warmup_questions=30000, warmup_temperature=1.0, warmup_max_exponent=3, warmup_unsure_below=None,
                   sft_epochs=1, sft_lr=2e-5, sft_batch=32, sft_command_lr_scale=1.0, sft_commands_only=False,
                   grpo=dict(steps=None, prompts_per_step=32, group_size=8, lr=1e-6, weight_decay=0.01, beta=0.01,
-                            max_new_tokens=8192, rollout_batch=8, micro_batch=1, save_every=10)),
+                            # 64 rows decoding at once: the memory plan (--dry-run) sizes the slots next to the models
+                            max_new_tokens=8192, rollout_slots=64, micro_batch=1, save_every=10)),
 }
 
 CHOICES = {"reward": REWARDS, "advantage_scale": ADVANTAGE_SCALES}
@@ -71,7 +75,7 @@ def as_bool(s: str) -> bool:
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=PRESETS, default="toy")
     ap.add_argument("--student", help="student checkpoint dir or hub id")
     ap.add_argument("--teacher", help="teacher checkpoint dir or hub id")
@@ -90,7 +94,11 @@ def parse_args(argv=None):
                     help="warm-up trains only the <call>/</call> rows (false: the whole student, as the paper)")
     ap.add_argument("--device")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], help="teacher and reference dtype")
-    ap.add_argument("--resume", action="store_true", help="continue from run_dir/checkpoint")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue from run_dir/checkpoint (or the .tmp/.old a crash between its renames left)")
+    ap.add_argument("--overwrite", action="store_true", help="start over, deleting a resumable run in run_dir")
+    ap.add_argument("--truncate-prompts", action="store_true",
+                    help="cut a question longer than the model's context instead of refusing the run")
     ap.add_argument("--export", type=Path, help="also save the final relay student here (HF layout)")
     ap.add_argument("--eval-limit", type=int, help="evaluate on the first N test questions only")
     ap.add_argument("--eval-max-new-tokens", type=int)
@@ -104,6 +112,12 @@ def parse_args(argv=None):
             kind = {"int": int, "float": float, "str": str}.get(str(f.type).split(" ")[0], None)
             ap.add_argument(flag, type=kind or (lambda s: None if s == "none" else float(s)), choices=CHOICES.get(f.name))
     args = ap.parse_args(argv)
+    if args.resume and args.overwrite:
+        ap.error("--resume and --overwrite exclude each other")
+    for name in ("steps", "prompts_per_step", "rollout_batch", "micro_batch", "max_new_tokens", "save_every",
+                 "eval_max_new_tokens"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be at least 1")
     preset = PRESETS[args.preset]
     for key in ("student", "teacher", "train_data", "test_data", "run_dir", "device", "dtype"):
         if getattr(args, key) is None:
@@ -123,27 +137,40 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args, preset, grpo = parse_args(argv)
-    # Fail before any work: data files parse, checkpoints exist.
+    # Fail before any work: data files parse, every checkpoint the run reads is valid (headers only), the
+    # prompts fit the context, and a resumable run is neither missing (--resume) nor overwritten by accident.
     if args.train_data is None:
-        sys.exit(f"--train-data is required with --preset {args.preset} (JSON lines with problem/answer)")
+        raise UserError(f"--train-data is required with --preset {args.preset} (JSON lines with problem/answer)")
     questions = load_questions(args.train_data)
     tests = {Path(p).stem: load_questions(p)[:args.eval_limit] for p in (args.test_data or [])}
-    for path in (args.student, args.teacher):
-        resolve_checkpoint(path)
-    if args.resume and not (Path(args.run_dir) / "checkpoint").exists():
-        sys.exit(f"--resume: no checkpoint in {args.run_dir}/checkpoint")
     if grpo.get("steps") is None:  # one epoch over the training questions (paper §4.3)
         grpo["steps"] = max(1, len(questions) // grpo["prompts_per_step"])
     cfg = GRPOConfig(**grpo)
+    ckpt = Path(args.run_dir) / "checkpoint"
+    found = find_checkpoint(ckpt)
+    if args.resume and found is None:
+        raise UserError(f"--resume: no complete checkpoint in {ckpt} (nor {ckpt.name}.tmp or {ckpt.name}.old)")
+    if found and not args.resume and not args.overwrite:
+        raise UserError(f"{found} holds a resumable run: pass --resume to continue it or --overwrite to start over")
+    has_warmup = (Path(args.warmup) / "model.safetensors").exists()
+    metas = [check_checkpoint(p, tokenizer=tok)[1] for p, tok in [(args.student, True), (args.teacher, False)]
+             + [(args.warmup, True)] * has_warmup + [(found, True)] * bool(found and args.resume)]
+    context = min(m.config.max_position_embeddings for m in metas)
+    tokenizer = load_tokenizer(args.student)
+    questions = fit_context(questions, tokenizer, cfg.max_new_tokens, context, args.train_data, args.truncate_prompts)
+    tests = {name: fit_context(qs, tokenizer, args.eval_max_new_tokens or cfg.max_new_tokens, context, name,
+                               args.truncate_prompts) for name, qs in tests.items()}
+    if args.overwrite:
+        for d in (ckpt, ckpt.with_name("checkpoint.tmp"), ckpt.with_name("checkpoint.old")):
+            shutil.rmtree(d, ignore_errors=True)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=preset["autocast"], cache_enabled=False)
-    tokenizer = load_tokenizer(args.student)
     teacher = load_model(args.teacher, device=device, dtype=dtype)
     t0 = time.time()
 
-    if not (Path(args.warmup) / "model.safetensors").exists():
+    if not has_warmup:
         print(f"[1/3] warm-up SFT (D11) -> {args.warmup}")
         student = load_model(args.student, device=device)
         student.gradient_checkpointing = args.gradient_checkpointing
@@ -195,9 +222,10 @@ def main(argv=None):
     for (name, label), r in summary.items():
         ratio = "–" if label in ("student alone", "relay student, no teacher") else f"{r['call_ratio']:.2%}"
         print(f"| {name} | {label} | {r['accuracy']:.1%} | {ratio} |")
+    print(f"answers checked by {checker_name()}")
     (Path(args.run_dir) / "eval.json").write_text(json.dumps({f"{n}/{l}": r for (n, l), r in summary.items()}, indent=2))
     print(f"total {time.time() - t0:.0f} s")
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

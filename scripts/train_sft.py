@@ -13,14 +13,15 @@ import json
 from pathlib import Path
 
 from relay_ref.checkpoint import load_model
+from relay_ref.errors import ArgumentParser, UserError, run_script
 from relay_ref.sft import train_sft
 from relay_ref.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None):
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--student", default=str(ROOT / "weights/toy/student"))
@@ -37,13 +38,20 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     examples = []
-    for n, line in enumerate(args.data.read_text().splitlines(), 1):
-        row = json.loads(line)
-        if not isinstance(row.get("prompt_ids"), list) or not isinstance(row.get("response_ids"), list):
-            raise ValueError(f"{args.data}:{n}: needs prompt_ids and response_ids (written by scripts/make_warmup.py)")
+    for n, line in enumerate(args.data.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        try:
+            row = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError as e:
+            raise UserError(f"{args.data}:{n}: invalid JSON ({e.msg})") from None
+        if row is None:
+            continue
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), list) for k in ("prompt_ids", "response_ids")):
+            raise UserError(f"{args.data}:{n}: needs prompt_ids and response_ids (written by scripts/make_warmup.py)")
         examples.append(row)
+    if not examples:
+        raise UserError(f"{args.data}: no warm-up examples (the file is empty)")
     tok = load_tokenizer(args.student)
     student = load_model(args.student, device=args.device)
     student.gradient_checkpointing = args.gradient_checkpointing
@@ -56,4 +64,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -17,7 +17,7 @@ def model():
 def decode_inputs(runner):
     positions = [len(runner.cache.ids[s]) for s in range(4)]
     tok, pos, slots = torch.tensor([[5], [6], [7], [8]]), torch.tensor(positions).view(4, 1), torch.arange(4).view(4, 1)
-    return tok, pos, slots, *runner._sampling_inputs(4)
+    return tok, pos, slots, *runner._sampling_inputs(list(range(4)))
 
 
 def test_the_decode_step_compiles_whole_with_no_graph_break():

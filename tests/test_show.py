@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from relay_ref.commands import COMMAND, TEACHER, TEXT, CommandTokens
+from relay_ref.errors import UserError
 from scripts import show
 from scripts.show import ANSI, RESET, Transcript, html_page, render_ansi, render_html, segments, strip_ansi
 
@@ -208,7 +209,7 @@ def test_plot_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match="pip install matplotlib"):
         show.plot_metrics(write_metrics(tmp_path), tmp_path / "c.png")
-    with pytest.raises(SystemExit, match="needs matplotlib"):
+    with pytest.raises(UserError, match="needs matplotlib"):  # run_script: one line, exit 2
         show.main(["--plot", str(write_metrics(tmp_path))])
 
 

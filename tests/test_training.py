@@ -40,7 +40,7 @@ def world(monkeypatch):
     return tok, tiny(0, tok), tiny(1, tok, layers=2)
 
 
-CFG = dict(steps=2, prompts_per_step=2, group_size=4, lr=1e-2, max_new_tokens=12, rollout_batch=8,
+CFG = dict(steps=2, prompts_per_step=2, group_size=4, lr=1e-2, max_new_tokens=12, rollout_slots=8,
            micro_batch=3, save_every=1, seed=3)
 
 
