@@ -114,7 +114,7 @@ def parse_args(argv=None):
     args = ap.parse_args(argv)
     if args.resume and args.overwrite:
         ap.error("--resume and --overwrite exclude each other")
-    for name in ("steps", "prompts_per_step", "rollout_batch", "micro_batch", "max_new_tokens", "save_every",
+    for name in ("steps", "prompts_per_step", "rollout_slots", "micro_batch", "max_new_tokens", "save_every",
                  "eval_max_new_tokens"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be at least 1")
