@@ -66,7 +66,7 @@ VARIANTS = [
       for k in K_VALUES],
 ]
 TINY_VARIANTS = ("relay", "grpo")
-TINY_TRAIN = ("--steps", "2", "--prompts-per-step", "2", "--group-size", "2", "--rollout-batch", "4",
+TINY_TRAIN = ("--steps", "2", "--prompts-per-step", "2", "--group-size", "2", "--rollout-slots", "4",
               "--micro-batch", "4", "--save-every", "1", "--max-new-tokens", "48", "--sft-epochs", "1")
 
 # The paper's Qwen3-1.7B numbers (teacher Qwen3-8B): accuracy as six-benchmark averages (%), call ratio (%).
@@ -131,16 +131,13 @@ def check_flags(run_dir: Path, train: list) -> None:
 
 
 def prepare_run_dir(run_dir: Path, train: list) -> list:
+    from relay_ref.run_state import find_checkpoint
     """The train command for this run dir: --resume if a checkpoint survives, else a fresh start (the dir is
     cleared: it holds nothing a rerun would keep). Refuses a dir that was made with other flags."""
     check_flags(run_dir, train)
     if (run_dir / "final" / "model.safetensors").exists():
         return []  # trained; only the evaluation is missing
-    ckpt, old = run_dir / "checkpoint", run_dir / "checkpoint.old"
-    if not (ckpt / "trainer_state.pt").exists() and (old / "trainer_state.pt").exists():
-        shutil.rmtree(ckpt, ignore_errors=True)
-        old.rename(ckpt)  # a crash between run_state's two renames
-    if (ckpt / "trainer_state.pt").exists():
+    if find_checkpoint(run_dir / "checkpoint"):  # train_grpo.py --resume also takes the .tmp/.old a crash left
         return train + ["--resume"]
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
@@ -374,7 +371,7 @@ def departures(n_test: int) -> list[str]:
     toy, ppr, defaults = TOY, PRESETS["paper"], {f.name: f.default for f in fields(GRPOConfig)}
     # Where and how the runs compute (device, dtype, batching, checkpoints) is not a departure of the method.
     skip = ("grpo", "student", "teacher", "train_data", "test_data", "run_dir", "device", "dtype", "autocast",
-            "rollout_batch", "micro_batch", "save_every")
+            "rollout_slots", "micro_batch", "save_every")
     shown = {("steps", None): "one epoch", ("warmup_unsure_below", None): "anywhere"}
     lines = [f"- `{k}`: {toy[k]} (paper {shown.get((k, ppr.get(k)), ppr.get(k))})" for k in toy
              if k not in skip and toy[k] != ppr.get(k)]

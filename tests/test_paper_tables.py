@@ -1,12 +1,14 @@
 """scripts/paper_tables.py: the paper's Tables 1, 3, 4 and 5 on the toy world, resumable run by run."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from relay_ref.run_state import INFO_FILE, STATE_FILE
 from scripts.paper_tables import K_VALUES, prepare_run_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,10 +64,11 @@ def test_tiny_run_prints_the_four_tables_and_a_second_call_reruns_nothing(tmp_pa
 def test_a_run_dir_with_a_checkpoint_resumes_and_one_without_starts_afresh(tmp_path):
     train = ["python", "scripts/train_grpo.py", "--run-dir", str(tmp_path / "run")]
     run = tmp_path / "run"
-    (run / "checkpoint").mkdir(parents=True)
-    (run / "checkpoint" / "trainer_state.pt").write_bytes(b"")
+    (run / "checkpoint.old").mkdir(parents=True)  # a crash between run_state's two renames left only .old
+    for name in (STATE_FILE, INFO_FILE):
+        (run / "checkpoint.old" / name).write_bytes(b"")
     assert prepare_run_dir(run, train) == train + ["--resume"]
-    (run / "checkpoint" / "trainer_state.pt").unlink()  # killed before its first checkpoint
+    shutil.rmtree(run / "checkpoint.old")  # killed before its first checkpoint
     (run / "warmup_data.jsonl").write_text("{}\n")
     assert prepare_run_dir(run, train) == train
     assert not (run / "warmup_data.jsonl").exists()  # cleared, so train_grpo.py starts clean
