@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from train_grpo import PRESETS  # noqa: E402  (the presets are the toy run's definition)
 
+from relay_ref.errors import ArgumentParser, UserError, run_script  # noqa: E402
+
 TOY = PRESETS["toy"]
 FILTER_SAMPLES, FILTER_THRESHOLD = 10, 0.5  # D12
 FILTER_TEMPERATURE, FILTER_TOP_P = 0.7, 0.95  # the release's filter sampling (scripts/filter_data.py)
@@ -127,7 +129,7 @@ def flags_record(run_dir: Path, train: list) -> list:
 def check_flags(run_dir: Path, train: list) -> None:
     record = run_dir / "paper_tables_args.json"
     if record.exists() and json.loads(record.read_text()) != flags_record(run_dir, train):
-        raise SystemExit(f"{run_dir} was made with other flags ({record}); use another --out")
+        raise UserError(f"{run_dir} was made with other flags ({record}); use another --out")
 
 
 def prepare_run_dir(run_dir: Path, train: list) -> list:
@@ -434,7 +436,7 @@ def figure(r: Results, variants, path: Path) -> str:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per variant")
     ap.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each")
     ap.add_argument("--out", type=Path, default=ROOT / "runs/paper_tables")
@@ -445,7 +447,7 @@ def main(argv=None):
     ap.add_argument("--variant", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1:
-        ap.exit(2, "--seeds and --jobs must be at least 1\n")
+        ap.error("--seeds and --jobs must be at least 1")
     args.out = args.out.resolve()
     if args.tiny:
         args.eval_limit = args.eval_limit or 6
@@ -463,10 +465,7 @@ def main(argv=None):
     jobs = make_jobs(variants, seeds, args.out, args.tiny, args.eval_limit)
     for j in jobs:  # before anything starts: a dir made with other flags is refused, not mixed in
         if j.fresh is not None:
-            try:
-                check_flags(j.fresh, j.commands[0])
-            except SystemExit as err:
-                ap.exit(2, f"{err}\n")
+            check_flags(j.fresh, j.commands[0])
     t0 = time.time()
     failed = run_all(jobs, args.jobs)
     print(f"runs finished in {time.time() - t0:.0f} s", file=sys.stderr)
@@ -480,4 +479,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from relay_ref.errors import UserError
 from relay_ref.run_state import INFO_FILE, STATE_FILE
 from scripts.paper_tables import K_VALUES, prepare_run_dir
 
@@ -72,7 +73,7 @@ def test_a_run_dir_with_a_checkpoint_resumes_and_one_without_starts_afresh(tmp_p
     (run / "warmup_data.jsonl").write_text("{}\n")
     assert prepare_run_dir(run, train) == train
     assert not (run / "warmup_data.jsonl").exists()  # cleared, so train_grpo.py starts clean
-    with pytest.raises(SystemExit, match="other flags"):
+    with pytest.raises(UserError, match="other flags"):
         prepare_run_dir(run, train + ["--reward", "simple"])
 
 
