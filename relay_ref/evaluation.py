@@ -79,6 +79,16 @@ def random_router(acc_student, acc_teacher, acc_relay, relay_call_ratio) -> dict
             "router_accuracy_at_equal_cost": at_equal_cost, "margin": acc_relay - at_equal_cost}
 
 
+def accuracy_by_difficulty(correct, base_correct) -> dict:
+    """Table 4's split, per question: easy = the base student answers it correctly, hard = it does not."""
+    if len(correct) != len(base_correct):
+        raise ValueError(f"{len(correct)} results against {len(base_correct)} base-student results")
+    split = {"easy": [c for c, b in zip(correct, base_correct) if b],
+             "hard": [c for c, b in zip(correct, base_correct) if not b]}
+    return {**{k: sum(v) / len(v) if v else float("nan") for k, v in split.items()},
+            **{f"n_{k}": len(v) for k, v in split.items()}}
+
+
 def markdown_table(results: dict, benchmarks: list[str]) -> str:
     """Table 1's shape: one row per method, one column per benchmark, the average and the average call
     ratio (the mean of the per-benchmark micro-averaged ratios, D6). results[method][benchmark] -> evaluate()."""

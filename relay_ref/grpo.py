@@ -57,6 +57,7 @@ class GRPOConfig:
     advantage_scale: str = "group"  # paper Eq. 2; "none": r - mean (design.md §GRPO (b))
     train_on_teacher_tokens: bool = False  # True reproduces the released code (D8)
     fixed_call_tokens: int | None = None  # paper §5.4 Fixed-k
+    teacher_free: bool = False  # calls banned in the rollouts: the paper's GRPO baseline (§4.2)
     max_calls: int | None = None
     max_call_tokens: int | None = None  # D2's optional cap on n (the toy world's responses are ~60 tokens)
     rollout_slots: int | None = None  # rows decoded at once (continuous batching; bounds the KV caches); None: all
@@ -96,6 +97,7 @@ def rollout(policy, teacher, tokenizer, questions, cfg: GRPOConfig, step: int) -
                          seed=cfg.seed * 1_000_003 + step, slots=min(cfg.rollout_slots or len(prompts), len(prompts)),
                          fixed_call_tokens=cfg.fixed_call_tokens, max_calls=cfg.max_calls,
                          max_call_tokens=cfg.max_call_tokens,
+                         teacher_free=cfg.teacher_free,
                          student_vocab_limit=len(tokenizer), teacher_vocab_limit=len(tokenizer))
     tokens, authors, calls = out.tokens, out.authors, out.calls
     teacher_masks = [[a == TEACHER for a in row] for row in authors]
