@@ -100,15 +100,17 @@ def test_micro_batching_does_not_change_the_gradient(judged):
     batch = a_rollout(policy, 1.0, train_on_teacher_tokens=False)
     counts = [sum(m) for m in batch["masks"]]
     assert len(set(counts)) > 1, "the rows must differ in their masked-token counts"
-    grads = {}
+    grads, stats = {}, {}
     for micro in (1, 5, len(counts)):
         opt = RecordingSGD(policy.parameters())
-        update(policy, tiny(3), opt, batch, cfg(temperature=1.0, micro_batch=micro, updates_per_step=1))
+        stats[micro] = update(policy, tiny(3), opt, batch, cfg(temperature=1.0, micro_batch=micro, updates_per_step=1))
         assert len(opt.grads) == 1  # one optimizer step per rollout batch
         grads[micro] = opt.grads[0]
-    assert grads[1].abs().sum() > 0
+    assert grads[1].abs().sum() > 0 and stats[1]["kl"] > 1e-3
     for micro in (5, len(counts)):
         torch.testing.assert_close(grads[micro], grads[1], rtol=1e-4, atol=1e-6)
+        for key in ("loss", "kl", "clip_frac"):  # the logged statistics are token-means over the batch too
+            assert stats[micro][key] == pytest.approx(stats[1][key], rel=1e-4, abs=1e-7), key
 
 
 def test_each_of_several_updates_is_the_token_mean_over_its_own_rows(judged):
