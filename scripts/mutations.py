@@ -17,7 +17,7 @@ TESTS = {
     "data": ["tests/test_data.py", "tests/test_training.py"],
     "kv_cache": ["tests/test_runner.py", "tests/test_model.py"],
     "runner": ["tests/test_runner.py", "tests/test_model.py", "tests/test_relay.py"],
-    "sampling": ["tests/test_runner.py", "tests/test_relay.py"],
+    "sampling": ["tests/test_model.py", "tests/test_runner.py", "tests/test_relay.py"],
     "sft": ["tests/test_training.py"],
     "evaluation": ["tests/test_evaluation.py"],
     "run_state": ["tests/test_training.py", "tests/test_run_state.py"],

@@ -33,3 +33,11 @@ def test_the_random_caller_never_fires_inside_an_open_command():
 def test_the_random_caller_at_q_zero_changes_nothing():
     student = chain(3, 10, 11, 12, EOS)
     assert run(student, {}, random_calls=(0.0, 3))[0] == run(student, {})[0] == [10, 11, 12, EOS]
+
+
+def test_the_teacher_never_writes_a_command_token():
+    """The teacher's favourite next token is `<call>`; it is banned, so the teacher writes its next best (0)."""
+    student = chain(3, 11, CALL, DIGIT[2], END) | {0: EOS}
+    tokens, mask, calls, _ = run(student, {11: CALL})
+    assert tokens == [11, CALL, DIGIT[2], END, 0, 0, EOS]
+    assert mask == [False] * 4 + [True, True, False] and calls == 1

@@ -92,3 +92,12 @@ def test_extending_to_the_view_already_cached_gives_the_same_next_token():
     first = r.extend([0], [[1, 2, 3, 4, 5]]).item()
     assert r.extend([0], [[1, 2, 3, 4, 5]]).item() == first
     assert r.forward_tokens == 6 and r.cache.ids[0] == [1, 2, 3, 4, 5]
+
+
+def test_a_vocab_limit_bans_every_row_from_the_limit_on():
+    """Rows the tokenizer never produces (>= vocab_limit) are never sampled, the limit's own row included."""
+    m = model()
+    free = ModelRunner(m, 1, 64).extend([0], [[1, 2, 3]]).item()
+    assert free > 0
+    limited = ModelRunner(m, 1, 64, vocab_limit=free).extend([0], [[1, 2, 3]]).item()
+    assert limited < free
