@@ -3,7 +3,8 @@
 MUTATIONS: (file, old, new, description). `old` is an exact substring that occurs exactly once in the file
 (else the entry is reported stale, never counted as caught); keep it short and distinctive so it survives
 unrelated edits. TESTS: the test files run for the mutants of each module (the module is the file's stem).
-Each mutant changes behaviour; an entry found to be equivalent (no test can tell) is removed, not kept.
+Each mutant changes behaviour; an entry found to be equivalent (no test can tell) is removed, not kept
+(e.g. relay.py's clamp of n to the budget left: the budget check ends the row at the same token anyway).
 """
 R = "relay_ref/"
 
@@ -40,8 +41,8 @@ MUTATIONS = [
     (R + "relay.py", "n = fixed_call_tokens or n", "n = min(fixed_call_tokens or n, n)",
      "fixed-k silently capped at the requested n"),
     (R + "relay.py", "not parsers[r].pending and coin", "coin", "the random caller fires inside an open command"),
-    (R + "relay.py", "max_new_tokens - len(tokens[r])", "max_new_tokens - len(tokens[r]) + 1",
-     "a call's n clamped to one more than the budget left"),
+    (R + "relay.py", "len(tokens[r]) >= max_new_tokens", "len(tokens[r]) > max_new_tokens",
+     "the response budget lets one token too many through (D7)"),
     (R + "relay.py", "if author != COMMAND:", "if True:", "command tokens reach the teacher's view (D3)"),
     (R + "relay.py", "if left[r] == 0 else", "if left[r] <= 1 else", "the teacher writes n - 1 tokens"),
     (R + "relay.py", "calls[r] < max_calls", "calls[r] <= max_calls", "max_calls lets one call too many through"),
