@@ -18,10 +18,10 @@ TESTS = {
     "data": ["tests/test_data.py", "tests/test_training.py"],
     "kv_cache": ["tests/test_runner.py", "tests/test_model.py"],
     "runner": ["tests/test_runner.py", "tests/test_model.py", "tests/test_relay.py"],
-    "sampling": ["tests/test_model.py", "tests/test_runner.py", "tests/test_relay.py"],
-    "sft": ["tests/test_training.py"],
-    "evaluation": ["tests/test_evaluation.py"],
-    "run_state": ["tests/test_training.py", "tests/test_run_state.py"],
+    "sampling": ["tests/test_sampling.py", "tests/test_model.py", "tests/test_runner.py"],
+    "sft": ["tests/test_training.py", "tests/test_glue.py"],
+    "evaluation": ["tests/test_evaluation.py", "tests/test_evaluation_glue.py"],
+    "run_state": ["tests/test_run_state.py", "tests/test_training.py"],
     "model": ["tests/test_model.py", "tests/test_construction_parity.py"],
 }
 

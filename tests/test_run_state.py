@@ -29,3 +29,24 @@ def test_saving_over_a_checkpoint_keeps_one_whole_checkpoint(tmp_path):
     save_checkpoint(ckpt, model, TOK, opt, step=2)
     assert find_checkpoint(ckpt) == ckpt and not (tmp_path / "checkpoint.old").exists()
     assert load_checkpoint(ckpt, lambda m: torch.optim.AdamW(m.parameters()))[2] == 2
+
+
+def test_a_crash_before_the_new_checkpoint_is_in_place_keeps_the_previous_one(tmp_path, monkeypatch):
+    from pathlib import Path
+    import pytest
+    model, ckpt = tiny(0), tmp_path / "checkpoint"
+    opt = torch.optim.AdamW(model.parameters())
+    save_checkpoint(ckpt, model, TOK, opt, step=1)
+    rename = Path.rename
+
+    def crash_on_the_last_rename(self, target):
+        if Path(target) == ckpt:
+            raise OSError("killed")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", crash_on_the_last_rename)
+    with pytest.raises(OSError, match="killed"):
+        save_checkpoint(ckpt, model, TOK, opt, step=2)
+    monkeypatch.undo()
+    assert find_checkpoint(ckpt) is not None
+    assert load_checkpoint(ckpt, lambda m: torch.optim.AdamW(m.parameters()))[2] == 1
