@@ -7,7 +7,7 @@ A mutant is *caught* when the tests fail (or run past --timeout), *survived* whe
 its `old` string does not occur exactly once in the file (reported, never counted as caught). The unmutated
 tests of every selected module must pass first, or nothing is measured.
 
-    OMP_NUM_THREADS=1 python scripts/mutate.py --jobs 1             # everything (about 20 minutes on 2 cores)
+    OMP_NUM_THREADS=1 python scripts/mutate.py --jobs 1             # everything (about 15 minutes on 2 cores)
     python scripts/mutate.py --module grpo --module relay          # some modules
     python scripts/mutate.py --list                                # the mutants, no run
 """

@@ -2,7 +2,7 @@
 
 `grpo_loss`, the rewards and the parser have their own tests; these pin how they are wired together:
 - the first `update()` after a rollout is on-policy: importance ratio exactly 1, so the loss is
-  -sum_i A_i * m_i / M, no token is clipped, at any rollout temperature (grpo.md (a));
+  -sum_i A_i * m_i / M, no token is clipped, at any rollout temperature (docs/design.md §GRPO (a));
 - its KL is measured against the reference model: > 0 when the reference differs, 0 when it is the policy;
 - the token-mean divides by the optimizer batch's M, so micro-batching does not change the gradient (D9);
 - `rollout()` builds the masks with `train_on_teacher_tokens` (D8).
