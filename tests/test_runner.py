@@ -72,3 +72,32 @@ def test_runners_share_the_transposed_head_until_the_weights_change():
     third = ModelRunner(m, 4, 64)
     third.extend([0], PROMPTS[:1])
     assert third.head_t is not first.head_t and torch.equal(third.head_t, m.lm_head.weight.t())
+
+
+def test_common_prefix_of_a_fully_cached_view_leaves_one_token_to_recompute():
+    """A view the slot already holds whole still needs one position forwarded, for its next-token logits."""
+    from relay_ref.kv_cache import KVCache
+    cache = KVCache(CFG, 2, 16, "cpu", torch.float32)
+    cache.ids[0] = [1, 2, 3, 4]
+    assert cache.common_prefix(0, [1, 2, 3, 4]) == 3  # len(view) - 1
+    assert cache.common_prefix(0, [1, 2]) == 1
+    assert cache.common_prefix(0, [1, 2, 3, 4, 5, 6]) == 4
+    assert cache.common_prefix(0, [1, 2, 9, 4, 5]) == 2
+    assert cache.common_prefix(1, [1, 2, 3]) == 0
+
+
+def test_extending_to_the_view_already_cached_gives_the_same_next_token():
+    m = model()
+    r = ModelRunner(m, 1, 64)
+    first = r.extend([0], [[1, 2, 3, 4, 5]]).item()
+    assert r.extend([0], [[1, 2, 3, 4, 5]]).item() == first
+    assert r.forward_tokens == 6 and r.cache.ids[0] == [1, 2, 3, 4, 5]
+
+
+def test_a_vocab_limit_bans_every_row_from_the_limit_on():
+    """Rows the tokenizer never produces (>= vocab_limit) are never sampled, the limit's own row included."""
+    m = model()
+    free = ModelRunner(m, 1, 64).extend([0], [[1, 2, 3]]).item()
+    assert free > 0
+    limited = ModelRunner(m, 1, 64, vocab_limit=free).extend([0], [[1, 2, 3]]).item()
+    assert limited < free
