@@ -55,7 +55,7 @@ def judged(monkeypatch):
 
 
 def cfg(**kw):
-    base = dict(group_size=4, max_new_tokens=10, rollout_batch=12, micro_batch=12, grad_clip=1e9, beta=0.1,
+    base = dict(group_size=4, max_new_tokens=10, rollout_slots=12, micro_batch=12, grad_clip=1e9, beta=0.1,
                 lr=0.0, seed=1)
     return GRPOConfig(**{**base, **kw})
 

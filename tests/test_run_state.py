@@ -3,7 +3,7 @@ and resuming finds it; the optimizer state and the step come back with the weigh
 import torch
 from test_glue import TOK, tiny
 
-from relay_ref.run_state import find_checkpoint, load_checkpoint, save_checkpoint
+from relay_ref.run_state import INFO_FILE, find_checkpoint, load_checkpoint, save_checkpoint
 
 
 def test_a_crash_between_the_renames_resumes_from_the_old_checkpoint(tmp_path):
@@ -31,7 +31,7 @@ def test_saving_over_a_checkpoint_keeps_one_whole_checkpoint(tmp_path):
     assert load_checkpoint(ckpt, lambda m: torch.optim.AdamW(m.parameters()))[2] == 2
 
 
-def test_a_crash_before_the_new_checkpoint_is_in_place_keeps_the_previous_one(tmp_path, monkeypatch):
+def test_a_crash_before_the_new_checkpoint_is_in_place_resumes_from_the_newest_complete_one(tmp_path, monkeypatch):
     from pathlib import Path
     import pytest
     model, ckpt = tiny(0), tmp_path / "checkpoint"
@@ -49,4 +49,7 @@ def test_a_crash_before_the_new_checkpoint_is_in_place_keeps_the_previous_one(tm
         save_checkpoint(ckpt, model, TOK, opt, step=2)
     monkeypatch.undo()
     assert find_checkpoint(ckpt) is not None
+    # the new checkpoint was written whole under .tmp (its trainer_info.json comes last): it is the newest
+    assert load_checkpoint(ckpt, lambda m: torch.optim.AdamW(m.parameters()))[2] == 2
+    (ckpt.with_name("checkpoint.tmp") / INFO_FILE).unlink()  # a .tmp cut short is never read
     assert load_checkpoint(ckpt, lambda m: torch.optim.AdamW(m.parameters()))[2] == 1
