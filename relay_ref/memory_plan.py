@@ -68,4 +68,4 @@ def memory_plan(student, teacher, *, rollout_slots: int, max_len: int, micro_bat
 def max_rollout_slots(student, teacher, memory: int, **plan_args) -> int:
     """The most rows one rollout call may decode at once with its caches next to the resident models (0: none)."""
     plan = memory_plan(student, teacher, rollout_slots=0, **plan_args)  # caches of the sink slot: one row's bytes
-    return max(0, (memory - plan["resident"]) // plan["kv_caches"] - 1)
+    return max(0, int((memory - plan["resident"]) // plan["kv_caches"]) - 1)

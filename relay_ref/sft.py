@@ -113,10 +113,11 @@ def freeze_all_but_command_rows(model, commands):
 
 
 def train_sft(model, examples, *, epochs=1, batch_size=32, lr=2e-5, warmup_ratio=0.03, weight_decay=0.0,
-              grad_clip=1.0, seed=0, commands=None, command_lr_scale=1.0, commands_only=False):
+              grad_clip=1.0, seed=0, commands=None, command_lr_scale=1.0, commands_only=False, micro_batch=None):
     """AdamW with linear warm-up then linear decay (the release's settings as defaults); the command tokens'
     rows learn `command_lr_scale` times faster (`step_with_command_rows`). With `commands_only` nothing else
-    learns at all (`freeze_all_but_command_rows`). Returns the losses."""
+    learns at all (`freeze_all_but_command_rows`). `micro_batch` rows per forward/backward (default: the whole
+    batch) leave the loss the batch's token mean. Returns the losses."""
     if commands_only and (commands is None or weight_decay):
         raise ValueError("commands_only needs the command tokens and weight_decay=0 (decay would move frozen rows)")
     order = [i for e in range(epochs) for i in random.Random(seed + e).sample(range(len(examples)), len(examples))]
@@ -130,18 +131,21 @@ def train_sft(model, examples, *, epochs=1, batch_size=32, lr=2e-5, warmup_ratio
         losses, bar = [], tqdm(range(steps), desc="warm-up SFT", unit="step")
         for step in bar:
             batch = [examples[i] for i in order[step * batch_size:(step + 1) * batch_size]]
-            ids, mask = collate([b["prompt_ids"] for b in batch], [b["response_ids"] for b in batch],
-                                device=model.device)
-            loss = sft_loss(model, ids, mask)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"warm-up SFT step {step}: loss is {loss.item()}")
+            n, mb, loss = max(1, sum(len(b["response_ids"]) for b in batch)), micro_batch or len(batch), 0.0
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            for part in (batch[r:r + mb] for r in range(0, len(batch), mb)):
+                ids, mask = collate([b["prompt_ids"] for b in part], [b["response_ids"] for b in part],
+                                    device=model.device)
+                part_loss = sft_loss(model, ids, mask) * mask.sum() / n  # its share of the batch's token mean
+                if not torch.isfinite(part_loss):
+                    raise FloatingPointError(f"warm-up SFT step {step}: loss is {part_loss.item()}")
+                part_loss.backward()
+                loss += part_loss.item()
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             step_with_command_rows(opt, model, commands, command_lr_scale)
             sched.step()
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            losses.append(loss)
+            bar.set_postfix(loss=f"{loss:.3f}")
     finally:
         if undo:  # also after an error: the model must not stay frozen
             undo()

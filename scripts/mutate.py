@@ -13,7 +13,6 @@ tests of every selected module must pass first, or nothing is measured.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -26,7 +25,10 @@ from queue import Queue
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT))
 from mutations import MUTATIONS, TESTS  # noqa: E402
+
+from relay_ref.errors import ArgumentParser, run_script  # noqa: E402
 
 
 def module_of(file: str) -> str:
@@ -68,7 +70,7 @@ def try_mutant(copy: Path, mutation, timeout: float) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--module", action="append", choices=sorted(TESTS), help="only this module (repeatable)")
     ap.add_argument("--list", action="store_true", help="print the mutants and their test files, run nothing")
     ap.add_argument("--jobs", type=int, default=1, help="mutants run in parallel, one repository copy each")
@@ -126,4 +128,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

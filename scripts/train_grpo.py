@@ -56,6 +56,7 @@ PRESETS = {
                 # nothing needs exploring (PAPER_NOTES.md, docs/benchmarks.md §2).
                 warmup_questions=2000, warmup_temperature=0.6, warmup_max_exponent=0, warmup_unsure_below=0.5,
                 sft_epochs=2, sft_lr=1e-4, sft_batch=32, sft_command_lr_scale=100.0, sft_commands_only=True,
+                sft_micro_batch=None,
                 grpo=dict(steps=60, prompts_per_step=16, group_size=8, lr=3e-5, weight_decay=0.01, beta=0.1,
                           exploration=False,
                           temperature=0.6, updates_per_step=1, command_lr_scale=100.0, max_new_tokens=128,
@@ -65,6 +66,7 @@ PRESETS = {
                   run_dir=ROOT / "runs/paper", device="cuda", dtype="bfloat16", autocast=True,
                   warmup_questions=30000, warmup_temperature=1.0, warmup_max_exponent=3, warmup_unsure_below=None,
                   sft_epochs=1, sft_lr=2e-5, sft_batch=32, sft_command_lr_scale=1.0, sft_commands_only=False,
+                  sft_micro_batch=1,  # 32 sequences of up to 8,704 tokens: one at a time
                   grpo=dict(steps=None, prompts_per_step=32, group_size=8, lr=1e-6, weight_decay=0.01, beta=0.01,
                             # "fit": the most rows whose caches fit beside the resident models (memory_plan)
                             max_new_tokens=8192, rollout_slots="fit", micro_batch=1, save_every=10)),
@@ -296,7 +298,6 @@ def main(argv=None):
     random.seed(cfg.seed)
     dtype = getattr(torch, args.dtype)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=preset["autocast"], cache_enabled=False)
-    teacher = load_model(args.teacher, device=teacher_device, dtype=dtype)
     t0 = time.time()
 
     if not has_warmup:
@@ -307,16 +308,20 @@ def main(argv=None):
             examples = make_warmup_examples(student, tokenizer, questions[:preset["warmup_questions"]],
                                             temperature=preset["warmup_temperature"],
                                             max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                                            batch_size=cfg.rollout_slots or 64,  # rows decoding at once
                                             max_exponent=preset["warmup_max_exponent"],
                                             unsure_below=preset["warmup_unsure_below"])
             save_jsonl([{k: v for k, v in e.items()} for e in examples], Path(args.run_dir) / "warmup_data.jsonl")
             train_sft(student, examples, epochs=preset["sft_epochs"], lr=preset["sft_lr"],
                       batch_size=preset["sft_batch"], seed=cfg.seed, commands=tokenizer.commands,
-                      command_lr_scale=preset["sft_command_lr_scale"], commands_only=preset["sft_commands_only"])
+                      command_lr_scale=preset["sft_command_lr_scale"], commands_only=preset["sft_commands_only"],
+                      micro_batch=preset["sft_micro_batch"])
+        del examples, student  # the warm-up's memory is free before GRPO's models load
         student.save_pretrained(args.warmup, tokenizer)
     else:
         print(f"[1/3] warm-up checkpoint found: {args.warmup}")
 
+    teacher = load_model(args.teacher, device=teacher_device, dtype=dtype)  # after the warm-up: it needs no teacher
     print(f"[2/3] GRPO: {cfg.steps} steps x {cfg.prompts_per_step} prompts x G={cfg.group_size} -> {args.run_dir}")
     policy = load_model(args.warmup, device=device)  # float32 master weights: lr 1e-6 vanishes in bf16
     policy.gradient_checkpointing = args.gradient_checkpointing
