@@ -12,15 +12,15 @@ Next step for the paper preset: `python scripts/filter_data.py dapo.jsonl dapo_f
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from relay_ref.benchmarks import REGISTRY, fetch, prepare
 from relay_ref.data import save_jsonl
+from relay_ref.errors import ArgumentParser, UserError, run_script
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("source", help=f"a dataset name ({', '.join(REGISTRY)}) or a local file")
     ap.add_argument("out", type=Path, help="the JSON-lines file to write")
     ap.add_argument("--limit", type=int, help="only the first N rows of the source")
@@ -29,25 +29,23 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.source in REGISTRY:
+        repo, file, _ = REGISTRY[args.source]
+        print(f"{args.source}: hub dataset {repo}, file {file}")
+        source = fetch(args.source)
+        print(f"  local copy: {source}")
+    else:
+        source = args.source
     try:
-        if args.source in REGISTRY:
-            repo, file, _ = REGISTRY[args.source]
-            print(f"{args.source}: hub dataset {repo}, file {file}")
-            source = fetch(args.source)
-            print(f"  local copy: {source}")
-        else:
-            source = args.source
         rows, counts = prepare(source, args.limit)
-    except (FileNotFoundError, ValueError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    except ImportError as e:  # parquet without pyarrow
+        raise UserError(str(e)) from None
     if not rows:
-        print(f"error: {args.source}: no usable rows ({counts})", file=sys.stderr)
-        sys.exit(2)
+        raise UserError(f"{args.source}: no usable rows ({counts})")
     save_jsonl(rows, args.out)
     print(f"read {counts['read']} rows; dropped {counts['duplicates']} repeated problems and "
           f"{counts['unreadable gold']} unreadable gold answers; wrote {counts['kept']} -> {args.out}")
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

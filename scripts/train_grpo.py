@@ -316,8 +316,8 @@ def main(argv=None):
                       batch_size=preset["sft_batch"], seed=cfg.seed, commands=tokenizer.commands,
                       command_lr_scale=preset["sft_command_lr_scale"], commands_only=preset["sft_commands_only"],
                       micro_batch=preset["sft_micro_batch"])
-        del examples, student  # the warm-up's memory is free before GRPO's models load
         student.save_pretrained(args.warmup, tokenizer)
+        del examples, student  # the warm-up's memory is free before GRPO's models load
     else:
         print(f"[1/3] warm-up checkpoint found: {args.warmup}")
 

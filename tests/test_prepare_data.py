@@ -39,8 +39,13 @@ def dapo_parquet(path: Path) -> Path:
 
 
 def run_script(argv, monkeypatch):
+    """Run the script as `python scripts/prepare_data.py ARGV` would; a success exits 0."""
     monkeypatch.setattr(sys, "argv", ["scripts/prepare_data.py", *map(str, argv)])
-    runpy.run_path(str(ROOT / "scripts/prepare_data.py"), run_name="__main__")
+    try:
+        runpy.run_path(str(ROOT / "scripts/prepare_data.py"), run_name="__main__")
+    except SystemExit as done:
+        if done.code != 0:
+            raise
 
 
 def test_a_dapo_row_loses_its_instruction_and_keeps_the_ground_truth(tmp_path):
