@@ -11,7 +11,6 @@ against the repo's file list. A row without a non-empty problem and answer is an
 row, never a silent skip, and so is a file with no row. AIME's avg@32 is a sampling setting of the evaluation, not of the data.
 """
 # `dapo` is the paper's training set (DAPO-Math-17k, §4.3); `prepare` turns any of these into training rows.
-from __future__ import annotations
 
 import csv
 import fnmatch

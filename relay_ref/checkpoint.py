@@ -7,7 +7,6 @@ config.json is an error naming the tensor and the file (`check_checkpoint` reads
 (`tie_word_embeddings`) may omit `lm_head.weight`; if present it must equal the embedding.
 Every file is written to a temporary name and renamed, so a crash never leaves a half-written file.
 """
-from __future__ import annotations
 
 import json
 import os

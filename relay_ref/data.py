@@ -11,7 +11,6 @@
 - `keep_by_pass_rate`: D12, keep the questions the teacher solves in at least half of its samples.
 The model-driven steps (sampling the base responses, the teacher's samples) live in scripts.
 """
-from __future__ import annotations
 
 import json
 import os

@@ -13,7 +13,6 @@ their `authors` (TEXT/COMMAND/TEACHER, commands.py) so transcripts keep token-le
 `random_router` is the paper's query-level baseline: a router that sends a share p of whole questions
 to the teacher reaches (1 - p) * acc_student + p * acc_teacher at a teacher share of about p.
 """
-from __future__ import annotations
 
 from tqdm.auto import tqdm
 

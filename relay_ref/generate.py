@@ -5,7 +5,6 @@ A row stops after it emits an EOS id (included in its output) or after max_new_t
 `slots=S` (default: all prompts) is continuous batching, as in relay.py; a row's samples are a pure function
 of (seed, prompt index, position), whatever `slots` is (sampling.py).
 """
-from __future__ import annotations
 
 from .runner import ModelRunner, admit, check_requests
 

@@ -10,7 +10,6 @@
   (token-mean, D9), so the losses of micro-batches add up to the batch loss.
 Notation: s is the importance ratio (the paper's rho_i); rho is reserved for the call ratio (rewards.py).
 """
-from __future__ import annotations
 
 import torch
 from torch.utils.checkpoint import checkpoint

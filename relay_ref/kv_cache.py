@@ -10,7 +10,6 @@ The host side keeps, per slot, the exact token ids whose K/V are cached (`ids[sl
 back is O(1) (truncate the list): stale K/V beyond it is masked by position and later overwritten.
 This is what lets the relay extend a model's view lazily from the longest prefix it already holds.
 """
-from __future__ import annotations
 
 import torch
 

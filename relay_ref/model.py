@@ -10,7 +10,6 @@ Two ways to run it:
   static `KVCache` at (slot, position) and attends over the first L cached positions of each row's slot.
   This path has fixed shapes and no host syncs, so it can be captured in a CUDA graph (see runner.py).
 """
-from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field

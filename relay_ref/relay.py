@@ -25,7 +25,6 @@ finished row's slot takes the next waiting prompt at once. Every random draw of 
 the random caller's coin) is a pure function of (seed, stream, prompt index, position) (sampling.py): for
 a seed, each response is the same whatever `slots` is, up to floating-point batch effects on the logits.
 """
-from __future__ import annotations
 
 from dataclasses import dataclass
 

@@ -14,7 +14,6 @@ Its draws are keyed by `rows` (prompt indices, sampling.py), never by slot or ba
 (`admit`): a finished row's slot goes to the next waiting prompt, and `extend` catches it up from whatever
 prefix the slot still holds (the chat-template head, the same prompt of a GRPO group).
 """
-from __future__ import annotations
 
 import torch
 

@@ -9,7 +9,6 @@ Two switches depart from the paper for a small student (the toy preset; PAPER_NO
 §2): `unsure_below` puts the commands only before tokens where the student itself was unsure, and
 `commands_only` trains only the `<call>`/`</call>` rows, so the warm-up cannot wear the student's own text.
 """
-from __future__ import annotations
 
 import math
 import random

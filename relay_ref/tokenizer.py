@@ -7,7 +7,6 @@ round-tripped through text: the relay hands ids between the models (D3). `save` 
 tokenizer_config.json whole (Qwen3's chat template included) and lists the command tokens in it as special
 added tokens, so a saved student still chats in `transformers`.
 """
-from __future__ import annotations
 
 import json
 from pathlib import Path
