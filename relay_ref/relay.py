@@ -116,17 +116,8 @@ def relay_generate(student, teacher, prompts, *, commands, max_new_tokens, eos_i
         if not slot_of:
             break
         old = [r for r in slot_of if r not in new]  # new holds at most S rows
-        s_next = {}
-        if new:  # a catch-up from whatever prefix the slot's cache still holds
-            s_next.update(zip(new, s_run.extend([slot_of[r] for r in new], [list(prompts[r]) for r in new], new).tolist()))
-        if old:
-            s_next.update(zip(old, s_run.decode([slot_of[r] for r in old], [tokens[r][-1] for r in old], old).tolist()))
-        going = [r for r in old if mode[r] == TEACHER_MODE and r not in catch]
-        t_next = {}
-        if catch:
-            t_next.update(zip(catch, t_run.extend([slot_of[r] for r in catch], [teacher_view[r] for r in catch],
-                                                  catch).tolist()))
-        if going:
-            t_next.update(zip(going, t_run.decode([slot_of[r] for r in going], [tokens[r][-1] for r in going],
-                                                  going).tolist()))
+        # new rows catch up from whatever prefix the slot's cache still holds
+        s_next = s_run.advance(slot_of, {r: list(prompts[r]) for r in new}, {r: tokens[r][-1] for r in old})
+        t_next = t_run.advance(slot_of, {r: teacher_view[r] for r in catch},
+                               {r: tokens[r][-1] for r in old if mode[r] == TEACHER_MODE and r not in catch})
     return RelayOutput(tokens, authors, calls, {"student": s_run.forward_tokens, "teacher": t_run.forward_tokens})

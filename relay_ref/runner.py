@@ -167,6 +167,15 @@ class ModelRunner:
         graph.replay()
         return static[-1][:B].clone()
 
+    def advance(self, slot_of: dict, views: dict, tokens: dict) -> dict:
+        """{row: next token}: rows in `views` catch up to their view (`extend`), rows in `tokens` append
+        their latest token (`decode`); slot_of maps each live row to its slot."""
+        out = {}
+        for run, todo in ((self.extend, views), (self.decode, tokens)):
+            if todo:
+                out.update(zip(todo, run([slot_of[r] for r in todo], list(todo.values()), list(todo)).tolist()))
+        return out
+
     def _graph(self, Bb: int, kv_len: int):
         """Capture `step` for one (batch bucket, KV-length bucket); all graphs share one memory pool."""
         if (Bb, kv_len) not in self.graphs:
