@@ -98,11 +98,10 @@ def load_model(path_or_hub_id, device="cpu", dtype=torch.float32) -> Qwen3ForCau
                 state[name] = f.get_tensor(name).to(dtype)
                 if not torch.isfinite(state[name]).all():
                     raise UserError(f"{file}: tensor {name!r} holds non-finite values (NaN or inf)")
-    if cfg.tie_word_embeddings and "lm_head.weight" in state:
-        if not torch.equal(state.pop("lm_head.weight"), state["model.embed_tokens.weight"]):
+    if cfg.tie_word_embeddings:
+        if "lm_head.weight" in state and not torch.equal(state.pop("lm_head.weight"), state["model.embed_tokens.weight"]):
             raise UserError(f"{headers['lm_head.weight'][0]}: tensor 'lm_head.weight' differs from "
                             "'model.embed_tokens.weight' but config.json says tie_word_embeddings")
-    if cfg.tie_word_embeddings:
         state["lm_head.weight"] = state["model.embed_tokens.weight"]
     model.load_state_dict(state, strict=True, assign=True)
     if cfg.tie_word_embeddings:

@@ -3,11 +3,9 @@
 - `load_questions` / `save_jsonl`: JSON-lines files with one question per line, fields `problem` and
   `answer` (other fields are kept). A bad line is an error naming the file and line, never a silent skip.
 - `fit_context`: refuse (or truncate) a question whose prompt plus response budget exceeds the context.
-- `insert_commands`: the D11 warm-up construction. The response is the vanilla student's own sample; 0 to
-  `max_commands` commands `<call>n</call>` go at distinct random token boundaries, n = d * 10^j (d in 1..9,
-  j in 0..3) capped by the response tokens after the command. The response tokens stay untouched and in
-  order: the continuation after a command is the student's own, which the paper accepts because the
-  warm-up only teaches the command's syntax.
+- `insert_commands`: the D11 warm-up construction: random commands `<call>n</call>` inserted into the vanilla
+  student's own sample, whose tokens stay untouched and in order (the continuation after a command is the
+  student's own, which the paper accepts because the warm-up only teaches the command's syntax).
 - `keep_by_pass_rate`: D12, keep the questions the teacher solves in at least half of its samples.
 The model-driven steps (sampling the base responses, the teacher's samples) live in scripts.
 """
@@ -47,9 +45,8 @@ def load_questions(path) -> list[dict]:
                 raise UserError(f"{where}: invalid JSON ({e.msg})") from None
             if not isinstance(row, dict):
                 raise UserError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            for key in ("problem", "answer"):
-                if key not in row:
-                    raise UserError(f"{where}: missing field {key!r}")
+            if missing := [key for key in ("problem", "answer") if key not in row]:
+                raise UserError(f"{where}: missing field {missing[0]!r}")
             if isinstance(row["answer"], int) and not isinstance(row["answer"], bool):
                 row["answer"] = str(row["answer"])
             for key in ("problem", "answer"):

@@ -48,9 +48,8 @@ def evaluate(mode, student, teacher, tokenizer, questions, *, max_new_tokens=102
         bar.update(len(jobs))
     records = []
     for q, t, a in zip(jobs, tokens, authors):
-        text = tokenizer.decode(t)  # token_ids and authors keep token-level authorship for transcripts
         answer_text = tokenizer.decode(teacher_view(t, a))  # D13 on the text without command tokens
-        records.append({"problem": q["problem"], "answer": q["answer"], "response": text,
+        records.append({"problem": q["problem"], "answer": q["answer"], "response": tokenizer.decode(t),
                         "correct": is_correct(answer_text, q["answer"]), "tokens": len(t),
                         "teacher_tokens": a.count(TEACHER), "token_ids": t, "authors": a})
     n_tokens = sum(r["tokens"] for r in records)

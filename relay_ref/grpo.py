@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .answers import is_correct, is_scorable
-from .commands import TEACHER, call_ratio, loss_mask, teacher_view
+from .commands import call_ratio, loss_mask, teacher_view
 from .errors import UserError
 from .grpo_loss import ADVANTAGE_SCALES, group_advantages, grpo_loss, token_logprobs
 from .relay import relay_generate
@@ -94,12 +94,10 @@ def rollout(policy, teacher, tokenizer, questions, cfg: GRPOConfig, step: int) -
                          eos_ids=tokenizer.eos_ids, temperature=cfg.temperature,
                          teacher_temperature=cfg.teacher_temperature, top_p=cfg.top_p,
                          seed=cfg.seed * 1_000_003 + step, slots=min(cfg.rollout_slots or len(prompts), len(prompts)),
-                         fixed_call_tokens=cfg.fixed_call_tokens, max_calls=cfg.max_calls,
-                         max_call_tokens=cfg.max_call_tokens,
-                         teacher_free=cfg.teacher_free,
-                         student_vocab_limit=len(tokenizer), teacher_vocab_limit=len(tokenizer))
-    tokens, authors, calls = out.tokens, out.authors, out.calls
-    teacher_masks = [[a == TEACHER for a in row] for row in authors]
+                         fixed_call_tokens=cfg.fixed_call_tokens, max_calls=cfg.max_calls, teacher_free=cfg.teacher_free,
+                         max_call_tokens=cfg.max_call_tokens, student_vocab_limit=len(tokenizer),
+                         teacher_vocab_limit=len(tokenizer))
+    tokens, authors, calls, teacher_masks = out.tokens, out.authors, out.calls, out.teacher_mask
     # D13 reads the answer from the response's text: student and teacher tokens, without the command tokens
     # (the teacher view, D3), so a call inside `\boxed{...}` does not hide the answer.
     texts = [tokenizer.decode(teacher_view(t, a)) for t, a in zip(tokens, authors)]
@@ -137,8 +135,7 @@ def update(policy, ref, optimizer, batch: dict, cfg: GRPOConfig, commands=None, 
     with torch.no_grad():
         old = [token_logprobs(policy, ids, cfg.temperature, vocab_limit=vocab_limit) for ids, _ in inputs]
         ref_lp = [token_logprobs(ref, ids, cfg.temperature, vocab_limit=vocab_limit) for ids, _ in inputs]
-    n_updates = cfg.updates_per_step
-    stats = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "grad_norm": 0.0}
+    n_updates, stats = cfg.updates_per_step, {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "grad_norm": 0.0}
     policy.train()
     for u in range(n_updates):
         chunk = range(u * len(micro) // n_updates, (u + 1) * len(micro) // n_updates)

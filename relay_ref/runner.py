@@ -57,13 +57,12 @@ def admit(slot_of: dict, n_slots: int, waiting: list) -> list[int]:
 
 
 def transposed_head(model) -> torch.Tensor:
-    """The head as [hidden, vocab], kept on the model across runners until its weight changes.
+    """The head as [hidden, vocab], shared by every runner of the model until its weight changes.
 
-    CPU BLAS streams a [vocab, hidden] head with short rows at a third of the bandwidth it reaches on the
-    transposed layout, and the head dominates small models' decode; GPUs don't care. The copy itself is
-    slow (1.2 s for Qwen3-0.6B's head on 2 cores), so every runner of an unchanged model shares one; an
-    optimizer step or a load bumps the weight's version counter and the next runner makes a fresh copy.
-    Made on first use: a teacher that is never called never pays for it."""
+    CPU BLAS streams the [vocab, hidden] head at a third of the bandwidth of the transposed layout, and the
+    head dominates small models' decode (GPUs don't care). The copy is slow (1.2 s for Qwen3-0.6B on 2 cores),
+    so it is made on first use (a teacher never called never pays) and again only once an optimizer step or
+    a load has bumped the weight's version counter."""
     w = model.lm_head.weight
     key = (w.data_ptr(), w._version)
     cached = model.__dict__.get("_head_t")

@@ -74,12 +74,10 @@ def command_row_weights(model) -> list:
 
 
 def step_with_command_rows(optimizer, model, commands=None, scale: float = 1.0) -> None:
-    """`optimizer.step()`, then the embedding and lm_head rows of `<call>` and `</call>` (`commands`, a
-    CommandTokens) moved `scale` times as far.
-
-    `<call>` and `</call>` are new tokens (D1): their rows start untrained, while the rest of a small student
-    degrades at the lr it would take to learn a call from scratch (docs/benchmarks.md §2). Adam normalizes
-    gradients, so a per-row lr cannot come from scaling them; the rows' step itself is scaled."""
+    """`optimizer.step()`, then the embedding and lm_head rows of `<call>`/`</call>` (`commands`) moved `scale`
+    times as far. They are new tokens (D1) whose rows start untrained, while the rest of a small student degrades
+    at the lr it would take to learn a call from scratch (docs/benchmarks.md §2). Adam normalizes gradients, so
+    a per-row lr cannot come from scaling them; the rows' step itself is scaled."""
     if scale == 1 or commands is None:
         optimizer.step()
         return
@@ -113,10 +111,9 @@ def freeze_all_but_command_rows(model, commands):
 
 def train_sft(model, examples, *, epochs=1, batch_size=32, lr=2e-5, warmup_ratio=0.03, weight_decay=0.0,
               grad_clip=1.0, seed=0, commands=None, command_lr_scale=1.0, commands_only=False, micro_batch=None):
-    """AdamW with linear warm-up then linear decay (the release's settings as defaults); the command tokens'
-    rows learn `command_lr_scale` times faster (`step_with_command_rows`). With `commands_only` nothing else
-    learns at all (`freeze_all_but_command_rows`). `micro_batch` rows per forward/backward (default: the whole
-    batch) leave the loss the batch's token mean. Returns the losses."""
+    """AdamW, linear warm-up then linear decay (the release's settings as defaults); the command rows learn
+    `command_lr_scale` times faster, and with `commands_only` nothing else learns. `micro_batch` rows per
+    forward/backward (default: the whole batch) leave the loss the batch's token mean. Returns the losses."""
     if commands_only and (commands is None or weight_decay):
         raise ValueError("commands_only needs the command tokens and weight_decay=0 (decay would move frozen rows)")
     order = [i for e in range(epochs) for i in random.Random(seed + e).sample(range(len(examples)), len(examples))]
