@@ -13,6 +13,7 @@ One step, read top to bottom in `train_grpo`:
 A group with an unscorable gold (`answers.is_scorable`) trains nothing (design.md §GRPO (b)). A non-finite
 loss, gradient, AdamW step or updated parameter stops the run before the next checkpoint.
 """
+from __future__ import annotations  # scripts/train_grpo.py reads GRPOConfig's field types as strings
 
 import json
 import random
