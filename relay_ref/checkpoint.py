@@ -62,9 +62,8 @@ def _headers(directory: Path) -> dict[str, tuple[Path, tuple, str]]:
 
 
 def check_checkpoint(path_or_hub_id, tokenizer: bool = True):
-    """From the headers alone: config.json is dense Qwen3, the tensors are exactly the model's names, shapes and
-    a float dtype, tokenizer.json (`tokenizer`) loads with its EOS and command tokens inside the embedding rows.
-    Returns (directory, the model on the meta device, {name: (file, shape, dtype)})."""
+    """The module docstring's checks from the headers alone, and (`tokenizer`) that tokenizer.json loads with
+    its EOS and command tokens inside the embedding rows. Returns (directory, meta model, {name: (file, shape, dtype)})."""
     directory = resolve_checkpoint(path_or_hub_id)
     cfg = Qwen3Config.from_file(directory / "config.json")
     with torch.device("meta"):

@@ -4,11 +4,10 @@ Modes: `student` and `teacher` alone, `relay` (the student calls the teacher), `
 banned, §5.3), `fixed` (every command executes with n = k, §5.4), `random-caller` (a token-level random
 caller at a matched call ratio). Accuracy is greedy pass@1 by default, avg@k with `samples=k` and a
 temperature; the teacher inside the relay is greedy unless `teacher_temperature` says otherwise (D4), the
-teacher alone samples like any model evaluated alone. Models that are not the relay student in student
-mode (the two baselines) have the command tokens banned, and every model is limited to the tokenizer's
-rows. All rows are one continuous-batching call of `batch_size` slots. The call ratio is a micro-average over a benchmark: sum of teacher tokens over sum of
-response tokens (D6); the teacher alone counts as 100%. Each record keeps the response's `token_ids` and
-their `authors` (TEXT/COMMAND/TEACHER, commands.py) so transcripts keep token-level authorship.
+teacher alone samples like any model evaluated alone. The two baselines have the command tokens banned,
+every model is limited to the tokenizer's rows, and all rows are one continuous-batching call of
+`batch_size` slots. The call ratio is a micro-average over a benchmark, summed teacher tokens over summed
+response tokens (D6; the teacher alone: 100%). Records keep `token_ids` and their `authors` for transcripts.
 
 `random_router` is the paper's query-level baseline: a router that sends a share p of whole questions
 to the teacher reaches (1 - p) * acc_student + p * acc_teacher at a teacher share of about p.

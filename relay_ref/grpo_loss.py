@@ -17,8 +17,7 @@ from torch.utils.checkpoint import checkpoint
 ADVANTAGE_SCALES = ("group", "none")  # paper Eq. 2; r - mean (design.md §GRPO (b))
 
 def group_advantages(rewards, group_ids, eps: float = 1e-6, scale: str = "group") -> torch.Tensor:
-    """Paper Eq. 2 per group: (r - mean) / (std_unbiased + eps) -> [N] float32, by group id (not prompt text).
-    scale="none": r - mean (design.md §GRPO (b))."""
+    """Paper Eq. 2 per group (by group id, not prompt text) -> [N] float32; see the module docstring."""
     if scale not in ADVANTAGE_SCALES:
         raise ValueError(f"advantage scale {scale!r}: choose 'group' (paper Eq. 2) or 'none'")
     r = torch.as_tensor(rewards, dtype=torch.float64).detach().cpu()

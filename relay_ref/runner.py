@@ -9,10 +9,9 @@ Paper §3.1 (relay inference) needs two models that each keep a cache over their
   padded to a batch bucket (padding rows write to the cache's sink slot). On CUDA each (batch bucket,
   KV-length bucket) is captured once in a CUDA graph and replayed; elsewhere the same `step` runs eagerly.
 
-`step` is a pure function of static tensors: no `.item()`, no `.tolist()`, no data-dependent branch.
-Its draws are keyed by `rows` (prompt indices, sampling.py), never by slot or batch. Continuous batching
-(`admit`): a finished row's slot goes to the next waiting prompt, and `extend` catches it up from whatever
-prefix the slot still holds (the chat-template head, the same prompt of a GRPO group).
+`step` is a pure function of static tensors: no `.item()`, no `.tolist()`, no data-dependent branch; its
+draws are keyed by `rows` (prompt indices, sampling.py). `admit` gives a finished row's slot to the next
+prompt, and `extend` catches it up from the prefix the slot still holds (e.g. the chat-template head).
 """
 
 import torch
@@ -121,8 +120,7 @@ class ModelRunner:
         cache, starts = self.cache, [self.cache.common_prefix(s, v) for s, v in zip(slots, views)]
         news = [v[lcp:] for v, lcp in zip(views, starts)]
         W, B = max(len(n) for n in news), len(slots)
-        tok = torch.zeros(B, W, dtype=torch.long)
-        pos = torch.zeros(B, W, dtype=torch.long)
+        tok, pos = torch.zeros(B, W, dtype=torch.long), torch.zeros(B, W, dtype=torch.long)
         slot = torch.full((B, W), cache.sink, dtype=torch.long)
         for r, (s, lcp, new) in enumerate(zip(slots, starts, news)):
             if lcp + len(new) > cache.max_len:

@@ -22,10 +22,8 @@ from .grpo_loss import token_logprobs
 
 
 def collate(prompts, responses, masks=None, device="cpu"):
-    """Right-padded prompt+response rows -> ids [B, T] and loss mask [B, T-1] (position t predicts ids[t+1]).
-
-    The mask is True on response tokens (where `masks[i][j]`, if given); never on prompt or padding,
-    which is found from lengths, never from token ids (a pad id may equal an EOS id)."""
+    """Right-padded prompt+response rows -> ids [B, T] and loss mask [B, T-1] (position t predicts ids[t+1]),
+    True on response tokens (where `masks[i][j]`, if given), found from lengths (a pad id may be an EOS id)."""
     T = max(len(p) + len(r) for p, r in zip(prompts, responses))
     ids = torch.zeros(len(prompts), T, dtype=torch.long)
     mask = torch.zeros(len(prompts), T - 1, dtype=torch.bool)
