@@ -26,8 +26,7 @@ def load_questions(path) -> list[dict]:
     """Rows of a JSON-lines file; each needs a non-empty string `problem` and a string (or integer) `answer`.
     An integer answer is turned into its decimal string, since answers are compared as text (D13).
     Blank lines are skipped, a file with no question is refused, unscorable golds (`answers.is_scorable`) are
-    counted in a warning on stderr. Raises FileNotFoundError or UserError("<file>:<line>: <what is wrong>").
-    """
+    counted in a warning on stderr. Raises FileNotFoundError or UserError("<file>:<line>: <what is wrong>")."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"question file {path} does not exist")
@@ -102,8 +101,7 @@ def insert_commands(response: list[int], commands: CommandTokens, rng: random.Ra
     min(d * 10^j, len(response) - t), d ~ U{1..9}, j ~ U{0..max_exponent}. k is capped by the number of
     boundaries (a short response has fewer). max_exponent 3 is D11; a smaller one scales n down to short
     responses (`scripts/train_grpo.py --warmup-max-exponent`). `boundaries`, if given, are the only allowed
-    t (the toy preset's departure: where the student was unsure, `sft.unsure_boundaries`).
-    """
+    t (the toy preset's departure: where the student was unsure, `sft.unsure_boundaries`)."""
     response = list(response)
     allowed = range(len(response)) if boundaries is None else sorted(set(boundaries))
     if boundaries is not None and any(not 0 <= t < len(response) for t in allowed):

@@ -95,9 +95,9 @@ def rollout(policy, teacher, tokenizer, questions, cfg: GRPOConfig, step: int) -
                          eos_ids=tokenizer.eos_ids, temperature=cfg.temperature,
                          teacher_temperature=cfg.teacher_temperature, top_p=cfg.top_p,
                          seed=cfg.seed * 1_000_003 + step, slots=min(cfg.rollout_slots or len(prompts), len(prompts)),
-                         fixed_call_tokens=cfg.fixed_call_tokens, max_calls=cfg.max_calls, teacher_free=cfg.teacher_free,
-                         max_call_tokens=cfg.max_call_tokens, student_vocab_limit=len(tokenizer),
-                         teacher_vocab_limit=len(tokenizer))
+                         fixed_call_tokens=cfg.fixed_call_tokens, max_calls=cfg.max_calls,
+                         max_call_tokens=cfg.max_call_tokens, teacher_free=cfg.teacher_free,
+                         student_vocab_limit=len(tokenizer), teacher_vocab_limit=len(tokenizer))
     tokens, authors, calls, teacher_masks = out.tokens, out.authors, out.calls, out.teacher_mask
     # D13 reads the answer from the response's text: student and teacher tokens, without the command tokens
     # (the teacher view, D3), so a call inside `\boxed{...}` does not hide the answer.
@@ -105,11 +105,8 @@ def rollout(policy, teacher, tokenizer, questions, cfg: GRPOConfig, step: int) -
     correct = [is_correct(text, q["answer"]) for text, q in zip(texts, (q for q in questions for _ in range(G)))]
     ratios = [call_ratio(m) for m in teacher_masks]
     groups = [i // G for i in range(len(prompts))]
-    if cfg.reward == "simple":
-        rewards = simple_rewards(correct, ratios)
-    else:
-        rewards = group_rewards(correct, ratios, groups, independence_bonus=cfg.independence_bonus,
-                                exploration=cfg.exploration)
+    rewards = simple_rewards(correct, ratios) if cfg.reward == "simple" else group_rewards(
+        correct, ratios, groups, independence_bonus=cfg.independence_bonus, exploration=cfg.exploration)
     n_teacher, n_all = sum(map(sum, teacher_masks)), sum(map(len, tokens))
     metrics = {"reward": sum(rewards) / len(rewards), "accuracy": sum(correct) / len(correct),
                "call_ratio": n_teacher / max(n_all, 1), "calls_per_response": sum(calls) / len(calls),

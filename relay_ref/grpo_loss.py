@@ -64,8 +64,7 @@ def grpo_loss(logp, old_logp, ref_logp, advantages, mask, n_tokens, eps_low: flo
         k3 = exp(ref - logp) - (ref - logp) - 1   (log-ratio clamped +-20, value clamped +-10).
     logp/old_logp/ref_logp/mask: [B, T]; advantages: [B] (broadcast over tokens) or [B, T]; n_tokens: the
     masked-token count M of the whole optimizer batch (all micro-batches), fixed before micro-batching.
-    Returns (loss, stats) with stats floats: clip_frac, kl (mean k3), ratio_mean, tokens (masked here).
-    """
+    Returns (loss, stats) with stats floats: clip_frac, kl (mean k3), ratio_mean, tokens (masked here)."""
     mask = mask.bool()
     adv = advantages.unsqueeze(-1) if advantages.dim() == 1 else advantages
     # where(), not multiplication by the mask: masked positions may hold inf/NaN (teacher tokens, padding)

@@ -15,15 +15,14 @@ One tick (docs/design.md, decoding):
 The response budget counts every token, teacher tokens included (D7); n is clamped to what is left.
 
 Modes for the paper's experiments: `teacher_free` bans the command tokens by a logit mask (§5.3),
-`fixed_call_tokens=k` executes every well-formed command with n = k (§5.4), `max_calls` caps executed
-calls per response (later well-formed commands are not executed), `teacher_temperature` (D4), and
-`random_calls=(q, k)`: a token-level random caller that, after each student token, hands the next k
-tokens to the teacher with probability q and no command (the D14 baseline at a matched call ratio).
-`max_calls` caps random calls too; `fixed_call_tokens`, `max_call_tokens` and k are None or >= 1 (0 is
-refused). `slots=S` (default: all prompts) is continuous batching: at most S rows decode at a time, and a
-finished row's slot takes the next waiting prompt at once. Every random draw of a row (student, teacher,
-the random caller's coin) is a pure function of (seed, stream, prompt index, position) (sampling.py): for
-a seed, each response is the same whatever `slots` is, up to floating-point batch effects on the logits.
+`fixed_call_tokens=k` executes every well-formed command with n = k (§5.4), `max_calls` caps the executed
+calls per response (random ones too), `teacher_temperature` (D4), and `random_calls=(q, k)`: after each
+student token, a random caller hands the next k tokens to the teacher with probability q, no command
+written (the D14 baseline at a matched call ratio). `fixed_call_tokens`, `max_call_tokens` and k are None
+or >= 1. `slots=S` (default: all prompts) is continuous batching: at most S rows decode at a time, a
+finished row's slot takes the next waiting prompt. Every random draw of a row (student, teacher, coin) is
+a pure function of (seed, stream, prompt index, position) (sampling.py): for a seed, each response is the
+same whatever `slots` is, up to floating-point batch effects on the logits.
 """
 
 from dataclasses import dataclass
