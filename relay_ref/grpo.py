@@ -148,9 +148,8 @@ def update(policy, ref, optimizer, batch: dict, cfg: GRPOConfig, commands=None, 
                 raise NonFiniteLoss(f"the GRPO loss is {loss.item()}")
             loss.backward()
             w = st["tokens"] / max(n_tokens, 1)
-            stats["loss"] += loss.item()
-            stats["clip_frac"] += st["clip_frac"] * w
-            stats["kl"] += st["kl"] * w
+            for key, value in (("loss", loss.item()), ("clip_frac", st["clip_frac"] * w), ("kl", st["kl"] * w)):
+                stats[key] += value
         norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
         if not torch.isfinite(norm):
             raise NonFiniteLoss(f"the gradient norm is {norm.item()}")

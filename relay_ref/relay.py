@@ -69,13 +69,12 @@ def relay_generate(student, teacher, prompts, *, commands, max_new_tokens, eos_i
         return RelayOutput(tokens, authors, calls, {"student": 0, "teacher": 0})
     seed = torch.seed() if seed is None else seed
     max_len = max(map(len, prompts)) + max_new_tokens
-    s_run = ModelRunner(student, S, max_len, temperature=temperature, top_p=top_p, seed=seed, salt=0,
-                        banned_ids=command_ids if teacher_free else (), vocab_limit=student_vocab_limit,
-                        cuda_graphs=cuda_graphs)
+    shared = dict(top_p=top_p, seed=seed, cuda_graphs=cuda_graphs)
+    s_run = ModelRunner(student, S, max_len, temperature=temperature, salt=0, vocab_limit=student_vocab_limit,
+                        banned_ids=command_ids if teacher_free else (), **shared)
     # The teacher never writes command tokens: they would mean nothing in its span (D2).
-    t_run = ModelRunner(teacher, S, max_len, temperature=temperature if teacher_temperature is None
-                        else teacher_temperature, top_p=top_p, seed=seed, salt=1,
-                        banned_ids=command_ids, vocab_limit=teacher_vocab_limit, cuda_graphs=cuda_graphs)
+    t_run = ModelRunner(teacher, S, max_len, temperature=temperature if teacher_temperature is None else
+                        teacher_temperature, salt=1, banned_ids=command_ids, vocab_limit=teacher_vocab_limit, **shared)
     teacher_view = [list(p) for p in prompts]  # append-only: authorship is known when a token is written
     parsers = [CommandParser(commands) for _ in range(N)]
     mode, left = [STUDENT_MODE] * N, [0] * N
