@@ -1,8 +1,7 @@
 """Qwen3 decoder in plain PyTorch, numerically matching Hugging Face `Qwen3ForCausalLM`.
 
-Paper §4.1.1: students Qwen3-0.6B / 1.7B and teacher Qwen3-8B, all of this architecture.
-Module names mirror the checkpoint keys (`model.layers.N.self_attn.q_proj.weight`, ...), so a
-state dict loads strictly with no renaming table.
+Paper §4.1.1: students Qwen3-0.6B / 1.7B and teacher Qwen3-8B, all of this architecture. Module names
+mirror the checkpoint keys (`model.layers.N.self_attn.q_proj.weight`, ...), so a state dict loads strictly.
 
 Two ways to run it:
 - `model(input_ids)`: a full causal forward without a cache, logits [B, T, vocab] (training, tests);
