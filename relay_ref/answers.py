@@ -14,7 +14,6 @@
   Whoever wrote the box, student or teacher, it counts (D13). math-verify gets a 5 s timeout;
   `checker_name()` says which checker decides.
 """
-from __future__ import annotations
 
 import importlib.util
 import re

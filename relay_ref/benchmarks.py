@@ -1,17 +1,16 @@
 """The paper's math benchmarks and its training set as `{"problem", "answer"}` rows (paper §4.2, §4.3; design.md D14).
 
 `load_benchmark(name_or_path, limit=None)` reads a local .jsonl, .json (a list of objects), .csv or .parquet
-(with pyarrow) file, or a `REGISTRY` name through `huggingface_hub.hf_hub_download(..., repo_type="dataset")`.
+(pyarrow) file, or a `REGISTRY` name through `huggingface_hub.hf_hub_download(..., repo_type="dataset")`.
 GSM8K: `question`, the answer after `####` without commas. OlympiadBench: `question`, `final_answer[0]`.
 MATH-500, Minerva, AIME: `problem`/`answer` in any usual capitalisation (simple-evals' CSV has `Question`/
-`Answer`, some AIME sets `Problem`/`Answer`), or Minerva's last `\\boxed{}` of `solution`. A local file's rows
-are recognised by their fields. The release reads MATH-500 from simple-evals' CSV, not on the hub; the hub's
-HuggingFaceH4/MATH-500 holds the same 500 problems. The zwhe99 shard names, unverifiable offline, are matched
-against the repo's file list. A row without a non-empty problem and answer is an error naming the file and
-row, never a silent skip, and so is a file with no row. AIME's avg@32 is a sampling setting of the evaluation, not of the data.
+`Answer`), or Minerva's last `\\boxed{}` of `solution`; a local file's rows are recognised by their fields.
+The release reads MATH-500 from simple-evals' CSV; the hub's HuggingFaceH4/MATH-500 holds the same 500
+problems. The zwhe99 shard names, unverifiable offline, are matched against the repo's file list. A row
+without a non-empty problem and answer, or a file with no row, is an error naming the file (and row), never
+a silent skip. AIME's avg@32 is a sampling setting of the evaluation, not of the data.
 """
 # `dapo` is the paper's training set (DAPO-Math-17k, §4.3); `prepare` turns any of these into training rows.
-from __future__ import annotations
 
 import csv
 import fnmatch

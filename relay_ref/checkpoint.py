@@ -7,7 +7,6 @@ config.json is an error naming the tensor and the file (`check_checkpoint` reads
 (`tie_word_embeddings`) may omit `lm_head.weight`; if present it must equal the embedding.
 Every file is written to a temporary name and renamed, so a crash never leaves a half-written file.
 """
-from __future__ import annotations
 
 import json
 import os
@@ -63,9 +62,8 @@ def _headers(directory: Path) -> dict[str, tuple[Path, tuple, str]]:
 
 
 def check_checkpoint(path_or_hub_id, tokenizer: bool = True):
-    """From the headers alone: config.json is dense Qwen3, the tensors are exactly the model's names, shapes and
-    a float dtype, tokenizer.json (`tokenizer`) loads with its EOS and command tokens inside the embedding rows.
-    Returns (directory, the model on the meta device, {name: (file, shape, dtype)})."""
+    """The module docstring's checks from the headers alone, and (`tokenizer`) that tokenizer.json loads with
+    its EOS and command tokens inside the embedding rows. Returns (directory, meta model, {name: (file, shape, dtype)})."""
     directory = resolve_checkpoint(path_or_hub_id)
     cfg = Qwen3Config.from_file(directory / "config.json")
     with torch.device("meta"):
@@ -99,11 +97,10 @@ def load_model(path_or_hub_id, device="cpu", dtype=torch.float32) -> Qwen3ForCau
                 state[name] = f.get_tensor(name).to(dtype)
                 if not torch.isfinite(state[name]).all():
                     raise UserError(f"{file}: tensor {name!r} holds non-finite values (NaN or inf)")
-    if cfg.tie_word_embeddings and "lm_head.weight" in state:
-        if not torch.equal(state.pop("lm_head.weight"), state["model.embed_tokens.weight"]):
+    if cfg.tie_word_embeddings:
+        if "lm_head.weight" in state and not torch.equal(state.pop("lm_head.weight"), state["model.embed_tokens.weight"]):
             raise UserError(f"{headers['lm_head.weight'][0]}: tensor 'lm_head.weight' differs from "
                             "'model.embed_tokens.weight' but config.json says tie_word_embeddings")
-    if cfg.tie_word_embeddings:
         state["lm_head.weight"] = state["model.embed_tokens.weight"]
     model.load_state_dict(state, strict=True, assign=True)
     if cfg.tie_word_embeddings:

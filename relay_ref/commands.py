@@ -15,7 +15,6 @@ Contract:
 
 The whole-sequence functions replay a response through the same streaming parser, skipping teacher tokens.
 """
-from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import groupby

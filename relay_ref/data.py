@@ -3,15 +3,12 @@
 - `load_questions` / `save_jsonl`: JSON-lines files with one question per line, fields `problem` and
   `answer` (other fields are kept). A bad line is an error naming the file and line, never a silent skip.
 - `fit_context`: refuse (or truncate) a question whose prompt plus response budget exceeds the context.
-- `insert_commands`: the D11 warm-up construction. The response is the vanilla student's own sample; 0 to
-  `max_commands` commands `<call>n</call>` go at distinct random token boundaries, n = d * 10^j (d in 1..9,
-  j in 0..3) capped by the response tokens after the command. The response tokens stay untouched and in
-  order: the continuation after a command is the student's own, which the paper accepts because the
-  warm-up only teaches the command's syntax.
+- `insert_commands`: the D11 warm-up construction: random commands `<call>n</call>` inserted into the vanilla
+  student's own sample, whose tokens stay untouched and in order (the continuation after a command is the
+  student's own, which the paper accepts because the warm-up only teaches the command's syntax).
 - `keep_by_pass_rate`: D12, keep the questions the teacher solves in at least half of its samples.
 The model-driven steps (sampling the base responses, the teacher's samples) live in scripts.
 """
-from __future__ import annotations
 
 import json
 import os
@@ -29,8 +26,7 @@ def load_questions(path) -> list[dict]:
     """Rows of a JSON-lines file; each needs a non-empty string `problem` and a string (or integer) `answer`.
     An integer answer is turned into its decimal string, since answers are compared as text (D13).
     Blank lines are skipped, a file with no question is refused, unscorable golds (`answers.is_scorable`) are
-    counted in a warning on stderr. Raises FileNotFoundError or UserError("<file>:<line>: <what is wrong>").
-    """
+    counted in a warning on stderr. Raises FileNotFoundError or UserError("<file>:<line>: <what is wrong>")."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"question file {path} does not exist")
@@ -48,9 +44,8 @@ def load_questions(path) -> list[dict]:
                 raise UserError(f"{where}: invalid JSON ({e.msg})") from None
             if not isinstance(row, dict):
                 raise UserError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            for key in ("problem", "answer"):
-                if key not in row:
-                    raise UserError(f"{where}: missing field {key!r}")
+            if missing := [key for key in ("problem", "answer") if key not in row]:
+                raise UserError(f"{where}: missing field {missing[0]!r}")
             if isinstance(row["answer"], int) and not isinstance(row["answer"], bool):
                 row["answer"] = str(row["answer"])
             for key in ("problem", "answer"):
@@ -106,8 +101,7 @@ def insert_commands(response: list[int], commands: CommandTokens, rng: random.Ra
     min(d * 10^j, len(response) - t), d ~ U{1..9}, j ~ U{0..max_exponent}. k is capped by the number of
     boundaries (a short response has fewer). max_exponent 3 is D11; a smaller one scales n down to short
     responses (`scripts/train_grpo.py --warmup-max-exponent`). `boundaries`, if given, are the only allowed
-    t (the toy preset's departure: where the student was unsure, `sft.unsure_boundaries`).
-    """
+    t (the toy preset's departure: where the student was unsure, `sft.unsure_boundaries`)."""
     response = list(response)
     allowed = range(len(response)) if boundaries is None else sorted(set(boundaries))
     if boundaries is not None and any(not 0 <= t < len(response) for t in allowed):

@@ -1,6 +1,5 @@
 """`UserError` (a bad file, flag value or checkpoint; `ArgumentParser`'s flag errors) and a missing file end a
 script run by `run_script` with one stderr line and exit code 2; anything else is a bug and keeps its traceback."""
-from __future__ import annotations
 
 import argparse
 import sys

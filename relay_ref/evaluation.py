@@ -4,16 +4,14 @@ Modes: `student` and `teacher` alone, `relay` (the student calls the teacher), `
 banned, §5.3), `fixed` (every command executes with n = k, §5.4), `random-caller` (a token-level random
 caller at a matched call ratio). Accuracy is greedy pass@1 by default, avg@k with `samples=k` and a
 temperature; the teacher inside the relay is greedy unless `teacher_temperature` says otherwise (D4), the
-teacher alone samples like any model evaluated alone. Models that are not the relay student in student
-mode (the two baselines) have the command tokens banned, and every model is limited to the tokenizer's
-rows. All rows are one continuous-batching call of `batch_size` slots. The call ratio is a micro-average over a benchmark: sum of teacher tokens over sum of
-response tokens (D6); the teacher alone counts as 100%. Each record keeps the response's `token_ids` and
-their `authors` (TEXT/COMMAND/TEACHER, commands.py) so transcripts keep token-level authorship.
+teacher alone samples like any model evaluated alone. The two baselines have the command tokens banned,
+every model is limited to the tokenizer's rows, and all rows are one continuous-batching call of
+`batch_size` slots. The call ratio is a micro-average over a benchmark, summed teacher tokens over summed
+response tokens (D6; the teacher alone: 100%). Records keep `token_ids` and their `authors` for transcripts.
 
 `random_router` is the paper's query-level baseline: a router that sends a share p of whole questions
 to the teacher reaches (1 - p) * acc_student + p * acc_teacher at a teacher share of about p.
 """
-from __future__ import annotations
 
 from tqdm.auto import tqdm
 
@@ -49,9 +47,8 @@ def evaluate(mode, student, teacher, tokenizer, questions, *, max_new_tokens=102
         bar.update(len(jobs))
     records = []
     for q, t, a in zip(jobs, tokens, authors):
-        text = tokenizer.decode(t)  # token_ids and authors keep token-level authorship for transcripts
         answer_text = tokenizer.decode(teacher_view(t, a))  # D13 on the text without command tokens
-        records.append({"problem": q["problem"], "answer": q["answer"], "response": text,
+        records.append({"problem": q["problem"], "answer": q["answer"], "response": tokenizer.decode(t),
                         "correct": is_correct(answer_text, q["answer"]), "tokens": len(t),
                         "teacher_tokens": a.count(TEACHER), "token_ids": t, "authors": a})
     n_tokens = sum(r["tokens"] for r in records)

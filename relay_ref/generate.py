@@ -5,7 +5,6 @@ A row stops after it emits an EOS id (included in its output) or after max_new_t
 `slots=S` (default: all prompts) is continuous batching, as in relay.py; a row's samples are a pure function
 of (seed, prompt index, position), whatever `slots` is (sampling.py).
 """
-from __future__ import annotations
 
 from .runner import ModelRunner, admit, check_requests
 
@@ -27,9 +26,5 @@ def generate(model, prompts, max_new_tokens, temperature=0.0, top_p=1.0, eos_ids
         new = admit(slot_of, S, waiting)
         if not slot_of:
             return out
-        old = [r for r in slot_of if r not in new]
-        nxt = {}
-        if new:
-            nxt.update(zip(new, runner.extend([slot_of[r] for r in new], [list(prompts[r]) for r in new], new).tolist()))
-        if old:
-            nxt.update(zip(old, runner.decode([slot_of[r] for r in old], [out[r][-1] for r in old], old).tolist()))
+        nxt = runner.advance(slot_of, {r: list(prompts[r]) for r in new},
+                             {r: out[r][-1] for r in slot_of if r not in new})

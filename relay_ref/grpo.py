@@ -13,7 +13,7 @@ One step, read top to bottom in `train_grpo`:
 A group with an unscorable gold (`answers.is_scorable`) trains nothing (design.md §GRPO (b)). A non-finite
 loss, gradient, AdamW step or updated parameter stops the run before the next checkpoint.
 """
-from __future__ import annotations
+from __future__ import annotations  # scripts/train_grpo.py reads GRPOConfig's field types as strings
 
 import json
 import random
@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .answers import is_correct, is_scorable
-from .commands import TEACHER, call_ratio, loss_mask, teacher_view
+from .commands import call_ratio, loss_mask, teacher_view
 from .errors import UserError
 from .grpo_loss import ADVANTAGE_SCALES, group_advantages, grpo_loss, token_logprobs
 from .relay import relay_generate
@@ -96,22 +96,17 @@ def rollout(policy, teacher, tokenizer, questions, cfg: GRPOConfig, step: int) -
                          teacher_temperature=cfg.teacher_temperature, top_p=cfg.top_p,
                          seed=cfg.seed * 1_000_003 + step, slots=min(cfg.rollout_slots or len(prompts), len(prompts)),
                          fixed_call_tokens=cfg.fixed_call_tokens, max_calls=cfg.max_calls,
-                         max_call_tokens=cfg.max_call_tokens,
-                         teacher_free=cfg.teacher_free,
+                         max_call_tokens=cfg.max_call_tokens, teacher_free=cfg.teacher_free,
                          student_vocab_limit=len(tokenizer), teacher_vocab_limit=len(tokenizer))
-    tokens, authors, calls = out.tokens, out.authors, out.calls
-    teacher_masks = [[a == TEACHER for a in row] for row in authors]
+    tokens, authors, calls, teacher_masks = out.tokens, out.authors, out.calls, out.teacher_mask
     # D13 reads the answer from the response's text: student and teacher tokens, without the command tokens
     # (the teacher view, D3), so a call inside `\boxed{...}` does not hide the answer.
     texts = [tokenizer.decode(teacher_view(t, a)) for t, a in zip(tokens, authors)]
     correct = [is_correct(text, q["answer"]) for text, q in zip(texts, (q for q in questions for _ in range(G)))]
     ratios = [call_ratio(m) for m in teacher_masks]
     groups = [i // G for i in range(len(prompts))]
-    if cfg.reward == "simple":
-        rewards = simple_rewards(correct, ratios)
-    else:
-        rewards = group_rewards(correct, ratios, groups, independence_bonus=cfg.independence_bonus,
-                                exploration=cfg.exploration)
+    rewards = simple_rewards(correct, ratios) if cfg.reward == "simple" else group_rewards(
+        correct, ratios, groups, independence_bonus=cfg.independence_bonus, exploration=cfg.exploration)
     n_teacher, n_all = sum(map(sum, teacher_masks)), sum(map(len, tokens))
     metrics = {"reward": sum(rewards) / len(rewards), "accuracy": sum(correct) / len(correct),
                "call_ratio": n_teacher / max(n_all, 1), "calls_per_response": sum(calls) / len(calls),
@@ -138,8 +133,7 @@ def update(policy, ref, optimizer, batch: dict, cfg: GRPOConfig, commands=None, 
     with torch.no_grad():
         old = [token_logprobs(policy, ids, cfg.temperature, vocab_limit=vocab_limit) for ids, _ in inputs]
         ref_lp = [token_logprobs(ref, ids, cfg.temperature, vocab_limit=vocab_limit) for ids, _ in inputs]
-    n_updates = cfg.updates_per_step
-    stats = {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "grad_norm": 0.0}
+    n_updates, stats = cfg.updates_per_step, {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "grad_norm": 0.0}
     policy.train()
     for u in range(n_updates):
         chunk = range(u * len(micro) // n_updates, (u + 1) * len(micro) // n_updates)
@@ -154,9 +148,8 @@ def update(policy, ref, optimizer, batch: dict, cfg: GRPOConfig, commands=None, 
                 raise NonFiniteLoss(f"the GRPO loss is {loss.item()}")
             loss.backward()
             w = st["tokens"] / max(n_tokens, 1)
-            stats["loss"] += loss.item()
-            stats["clip_frac"] += st["clip_frac"] * w
-            stats["kl"] += st["kl"] * w
+            for key, value in (("loss", loss.item()), ("clip_frac", st["clip_frac"] * w), ("kl", st["kl"] * w)):
+                stats[key] += value
         norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
         if not torch.isfinite(norm):
             raise NonFiniteLoss(f"the gradient norm is {norm.item()}")

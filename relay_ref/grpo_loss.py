@@ -10,7 +10,6 @@
   (token-mean, D9), so the losses of micro-batches add up to the batch loss.
 Notation: s is the importance ratio (the paper's rho_i); rho is reserved for the call ratio (rewards.py).
 """
-from __future__ import annotations
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -18,8 +17,7 @@ from torch.utils.checkpoint import checkpoint
 ADVANTAGE_SCALES = ("group", "none")  # paper Eq. 2; r - mean (design.md §GRPO (b))
 
 def group_advantages(rewards, group_ids, eps: float = 1e-6, scale: str = "group") -> torch.Tensor:
-    """Paper Eq. 2 per group: (r - mean) / (std_unbiased + eps) -> [N] float32, by group id (not prompt text).
-    scale="none": r - mean (design.md §GRPO (b))."""
+    """Paper Eq. 2 per group (by group id, not prompt text) -> [N] float32; see the module docstring."""
     if scale not in ADVANTAGE_SCALES:
         raise ValueError(f"advantage scale {scale!r}: choose 'group' (paper Eq. 2) or 'none'")
     r = torch.as_tensor(rewards, dtype=torch.float64).detach().cpu()
@@ -66,8 +64,7 @@ def grpo_loss(logp, old_logp, ref_logp, advantages, mask, n_tokens, eps_low: flo
         k3 = exp(ref - logp) - (ref - logp) - 1   (log-ratio clamped +-20, value clamped +-10).
     logp/old_logp/ref_logp/mask: [B, T]; advantages: [B] (broadcast over tokens) or [B, T]; n_tokens: the
     masked-token count M of the whole optimizer batch (all micro-batches), fixed before micro-batching.
-    Returns (loss, stats) with stats floats: clip_frac, kl (mean k3), ratio_mean, tokens (masked here).
-    """
+    Returns (loss, stats) with stats floats: clip_frac, kl (mean k3), ratio_mean, tokens (masked here)."""
     mask = mask.bool()
     adv = advantages.unsqueeze(-1) if advantages.dim() == 1 else advantages
     # where(), not multiplication by the mask: masked positions may hold inf/NaN (teacher tokens, padding)

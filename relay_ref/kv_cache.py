@@ -6,11 +6,9 @@ written at (slot, position). Slot `n_slots` is a *sink*: padding rows and paddin
 so a fixed-shape step never needs a data-dependent branch. Reads gather the first `kv_len` positions of
 each row's slot (a length bucket chosen by the host), so attention costs follow the live lengths.
 
-The host side keeps, per slot, the exact token ids whose K/V are cached (`ids[slot]`). Rolling a row
-back is O(1) (truncate the list): stale K/V beyond it is masked by position and later overwritten.
-This is what lets the relay extend a model's view lazily from the longest prefix it already holds.
+The host keeps, per slot, the exact token ids whose K/V are cached (`ids[slot]`), so the relay extends a
+model's view lazily from the longest prefix it holds; stale K/V beyond it is masked by position.
 """
-from __future__ import annotations
 
 import torch
 

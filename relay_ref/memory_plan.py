@@ -5,7 +5,6 @@ and teacher in their dtype. Then one at a time: (a) one `relay_generate` call's 
 (rows + 1 sink) x (longest prompt + max_new_tokens) x layers x (K, V) x KV heads x head_dim in the autocast dtype
 (else each model's), freed on return; (b) one micro-batch's activations (`activation_bytes`, an estimate);
 (c) AdamW's step scratch (CUDA's foreach step: one float32 weight copy). peak = resident + max(a, b, c)."""
-from __future__ import annotations
 
 from pathlib import Path
 

@@ -1,8 +1,7 @@
 """Qwen3 decoder in plain PyTorch, numerically matching Hugging Face `Qwen3ForCausalLM`.
 
-Paper §4.1.1: students Qwen3-0.6B / 1.7B and teacher Qwen3-8B, all of this architecture.
-Module names mirror the checkpoint keys (`model.layers.N.self_attn.q_proj.weight`, ...), so a
-state dict loads strictly with no renaming table.
+Paper §4.1.1: students Qwen3-0.6B / 1.7B and teacher Qwen3-8B, all of this architecture. Module names
+mirror the checkpoint keys (`model.layers.N.self_attn.q_proj.weight`, ...), so a state dict loads strictly.
 
 Two ways to run it:
 - `model(input_ids)`: a full causal forward without a cache, logits [B, T, vocab] (training, tests);
@@ -10,7 +9,6 @@ Two ways to run it:
   static `KVCache` at (slot, position) and attends over the first L cached positions of each row's slot.
   This path has fixed shapes and no host syncs, so it can be captured in a CUDA graph (see runner.py).
 """
-from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
@@ -53,17 +51,12 @@ class Qwen3Config:
         if d.get("use_sliding_window") or any(t != "full_attention" for t in d.get("layer_types") or []):
             refuse("sliding-window attention is enabled")
         theta = d.get("rope_theta", rope.get("rope_theta"))
-        missing = [k for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                               "num_attention_heads", "head_dim") if k not in d]
-        if theta is None:
-            missing.append("rope_theta")
-        if missing:
+        required = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                    "head_dim")
+        if missing := [k for k in required if k not in d] + ["rope_theta"] * (theta is None):
             raise ValueError(f"{source}: missing field(s) {', '.join(missing)}")
-        return cls(vocab_size=d["vocab_size"], hidden_size=d["hidden_size"],
-                   intermediate_size=d["intermediate_size"], num_hidden_layers=d["num_hidden_layers"],
-                   num_attention_heads=d["num_attention_heads"],
+        return cls(**{k: d[k] for k in required}, rope_theta=float(theta), rms_norm_eps=d.get("rms_norm_eps", 1e-6),
                    num_key_value_heads=d.get("num_key_value_heads") or d["num_attention_heads"],
-                   head_dim=d["head_dim"], rms_norm_eps=d.get("rms_norm_eps", 1e-6), rope_theta=float(theta),
                    max_position_embeddings=d.get("max_position_embeddings", 40960),
                    tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
                    extras={k: v for k, v in d.items() if k in ("bos_token_id", "eos_token_id", "pad_token_id")})
@@ -122,16 +115,14 @@ class Attention(nn.Module):
         cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
-        if cache is None:
-            out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                                 is_causal=True, enable_gqa=True)
-        else:
-            k_all, v_all = cache.update(self.layer_idx, k, v, slots, positions, kv_len)
+        mask = None
+        if cache is not None:
+            k, v = cache.update(self.layer_idx, k, v, slots, positions, kv_len)
             # A row attends to its own slot's keys at positions <= the query's position; anything
             # stale beyond the row's valid length sits at larger positions and is masked out.
             mask = (torch.arange(kv_len, device=x.device) <= positions.unsqueeze(-1)).unsqueeze(1)
-            out = F.scaled_dot_product_attention(q.transpose(1, 2), k_all.transpose(1, 2),
-                                                 v_all.transpose(1, 2), attn_mask=mask, enable_gqa=True)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                             attn_mask=mask, is_causal=cache is None, enable_gqa=True)
         return self.o_proj(out.transpose(1, 2).reshape(B, W, self.n_heads * self.head_dim))
 
 

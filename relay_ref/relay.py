@@ -15,17 +15,15 @@ One tick (docs/design.md, decoding):
 The response budget counts every token, teacher tokens included (D7); n is clamped to what is left.
 
 Modes for the paper's experiments: `teacher_free` bans the command tokens by a logit mask (§5.3),
-`fixed_call_tokens=k` executes every well-formed command with n = k (§5.4), `max_calls` caps executed
-calls per response (later well-formed commands are not executed), `teacher_temperature` (D4), and
-`random_calls=(q, k)`: a token-level random caller that, after each student token, hands the next k
-tokens to the teacher with probability q and no command (the D14 baseline at a matched call ratio).
-`max_calls` caps random calls too; `fixed_call_tokens`, `max_call_tokens` and k are None or >= 1 (0 is
-refused). `slots=S` (default: all prompts) is continuous batching: at most S rows decode at a time, and a
-finished row's slot takes the next waiting prompt at once. Every random draw of a row (student, teacher,
-the random caller's coin) is a pure function of (seed, stream, prompt index, position) (sampling.py): for
-a seed, each response is the same whatever `slots` is, up to floating-point batch effects on the logits.
+`fixed_call_tokens=k` executes every well-formed command with n = k (§5.4), `max_calls` caps the executed
+calls per response (random ones too), `teacher_temperature` (D4), and `random_calls=(q, k)`: after each
+student token, a random caller hands the next k tokens to the teacher with probability q, no command
+written (the D14 baseline at a matched call ratio). `fixed_call_tokens`, `max_call_tokens` and k are None
+or >= 1. `slots=S` (default: all prompts) is continuous batching: at most S rows decode at a time, a
+finished row's slot takes the next waiting prompt. Every random draw of a row (student, teacher, coin) is
+a pure function of (seed, stream, prompt index, position) (sampling.py): for a seed, each response is the
+same whatever `slots` is, up to floating-point batch effects on the logits.
 """
-from __future__ import annotations
 
 from dataclasses import dataclass
 
@@ -71,13 +69,12 @@ def relay_generate(student, teacher, prompts, *, commands, max_new_tokens, eos_i
         return RelayOutput(tokens, authors, calls, {"student": 0, "teacher": 0})
     seed = torch.seed() if seed is None else seed
     max_len = max(map(len, prompts)) + max_new_tokens
-    s_run = ModelRunner(student, S, max_len, temperature=temperature, top_p=top_p, seed=seed, salt=0,
-                        banned_ids=command_ids if teacher_free else (), vocab_limit=student_vocab_limit,
-                        cuda_graphs=cuda_graphs)
+    shared = dict(top_p=top_p, seed=seed, cuda_graphs=cuda_graphs)
+    s_run = ModelRunner(student, S, max_len, temperature=temperature, salt=0, vocab_limit=student_vocab_limit,
+                        banned_ids=command_ids if teacher_free else (), **shared)
     # The teacher never writes command tokens: they would mean nothing in its span (D2).
-    t_run = ModelRunner(teacher, S, max_len, temperature=temperature if teacher_temperature is None
-                        else teacher_temperature, top_p=top_p, seed=seed, salt=1,
-                        banned_ids=command_ids, vocab_limit=teacher_vocab_limit, cuda_graphs=cuda_graphs)
+    t_run = ModelRunner(teacher, S, max_len, temperature=temperature if teacher_temperature is None else
+                        teacher_temperature, salt=1, banned_ids=command_ids, vocab_limit=teacher_vocab_limit, **shared)
     teacher_view = [list(p) for p in prompts]  # append-only: authorship is known when a token is written
     parsers = [CommandParser(commands) for _ in range(N)]
     mode, left = [STUDENT_MODE] * N, [0] * N
@@ -117,17 +114,8 @@ def relay_generate(student, teacher, prompts, *, commands, max_new_tokens, eos_i
         if not slot_of:
             break
         old = [r for r in slot_of if r not in new]  # new holds at most S rows
-        s_next = {}
-        if new:  # a catch-up from whatever prefix the slot's cache still holds
-            s_next.update(zip(new, s_run.extend([slot_of[r] for r in new], [list(prompts[r]) for r in new], new).tolist()))
-        if old:
-            s_next.update(zip(old, s_run.decode([slot_of[r] for r in old], [tokens[r][-1] for r in old], old).tolist()))
-        going = [r for r in old if mode[r] == TEACHER_MODE and r not in catch]
-        t_next = {}
-        if catch:
-            t_next.update(zip(catch, t_run.extend([slot_of[r] for r in catch], [teacher_view[r] for r in catch],
-                                                  catch).tolist()))
-        if going:
-            t_next.update(zip(going, t_run.decode([slot_of[r] for r in going], [tokens[r][-1] for r in going],
-                                                  going).tolist()))
+        # new rows catch up from whatever prefix the slot's cache still holds
+        s_next = s_run.advance(slot_of, {r: list(prompts[r]) for r in new}, {r: tokens[r][-1] for r in old})
+        t_next = t_run.advance(slot_of, {r: teacher_view[r] for r in catch},
+                               {r: tokens[r][-1] for r in old if mode[r] == TEACHER_MODE and r not in catch})
     return RelayOutput(tokens, authors, calls, {"student": s_run.forward_tokens, "teacher": t_run.forward_tokens})

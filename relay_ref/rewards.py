@@ -9,7 +9,6 @@ and `ratio` = rho(y) = teacher tokens / all response tokens (D6), in [0, 1]. "Ca
 - `group_rewards`: the difficulty-aware reward for a batch of rollouts tagged with group ids.
 Every reward lies in [-1, 1.5].
 """
-from __future__ import annotations
 
 STUDENT_SOLVABLE, TEACHER_DEPENDENT, TEACHER_UNSOLVABLE = "student-solvable", "teacher-dependent", "teacher-unsolvable"
 

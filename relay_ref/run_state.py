@@ -5,7 +5,6 @@ instant either the old or the new checkpoint is complete on disk (`find_checkpoi
 between the two renames). `--resume` reloads it and continues to the same result as an
 uninterrupted run: every random choice of the training loops is derived from (seed, step) as well.
 """
-from __future__ import annotations
 
 import json
 import random

@@ -9,12 +9,10 @@ Paper §3.1 (relay inference) needs two models that each keep a cache over their
   padded to a batch bucket (padding rows write to the cache's sink slot). On CUDA each (batch bucket,
   KV-length bucket) is captured once in a CUDA graph and replayed; elsewhere the same `step` runs eagerly.
 
-`step` is a pure function of static tensors: no `.item()`, no `.tolist()`, no data-dependent branch.
-Its draws are keyed by `rows` (prompt indices, sampling.py), never by slot or batch. Continuous batching
-(`admit`): a finished row's slot goes to the next waiting prompt, and `extend` catches it up from whatever
-prefix the slot still holds (the chat-template head, the same prompt of a GRPO group).
+`step` is a pure function of static tensors: no `.item()`, no `.tolist()`, no data-dependent branch; its
+draws are keyed by `rows` (prompt indices, sampling.py). `admit` gives a finished row's slot to the next
+prompt, and `extend` catches it up from the prefix the slot still holds (e.g. the chat-template head).
 """
-from __future__ import annotations
 
 import torch
 
@@ -58,13 +56,12 @@ def admit(slot_of: dict, n_slots: int, waiting: list) -> list[int]:
 
 
 def transposed_head(model) -> torch.Tensor:
-    """The head as [hidden, vocab], kept on the model across runners until its weight changes.
+    """The head as [hidden, vocab], shared by every runner of the model until its weight changes.
 
-    CPU BLAS streams a [vocab, hidden] head with short rows at a third of the bandwidth it reaches on the
-    transposed layout, and the head dominates small models' decode; GPUs don't care. The copy itself is
-    slow (1.2 s for Qwen3-0.6B's head on 2 cores), so every runner of an unchanged model shares one; an
-    optimizer step or a load bumps the weight's version counter and the next runner makes a fresh copy.
-    Made on first use: a teacher that is never called never pays for it."""
+    CPU BLAS streams the [vocab, hidden] head at a third of the bandwidth of the transposed layout, and the
+    head dominates small models' decode (GPUs don't care). The copy is slow (1.2 s for Qwen3-0.6B on 2 cores),
+    so it is made on first use (a teacher never called never pays) and again only once an optimizer step or
+    a load has bumped the weight's version counter."""
     w = model.lm_head.weight
     key = (w.data_ptr(), w._version)
     cached = model.__dict__.get("_head_t")
@@ -123,8 +120,7 @@ class ModelRunner:
         cache, starts = self.cache, [self.cache.common_prefix(s, v) for s, v in zip(slots, views)]
         news = [v[lcp:] for v, lcp in zip(views, starts)]
         W, B = max(len(n) for n in news), len(slots)
-        tok = torch.zeros(B, W, dtype=torch.long)
-        pos = torch.zeros(B, W, dtype=torch.long)
+        tok, pos = torch.zeros(B, W, dtype=torch.long), torch.zeros(B, W, dtype=torch.long)
         slot = torch.full((B, W), cache.sink, dtype=torch.long)
         for r, (s, lcp, new) in enumerate(zip(slots, starts, news)):
             if lcp + len(new) > cache.max_len:
@@ -167,6 +163,15 @@ class ModelRunner:
             buf.copy_(val, non_blocking=True)
         graph.replay()
         return static[-1][:B].clone()
+
+    def advance(self, slot_of: dict, views: dict, tokens: dict) -> dict:
+        """{row: next token}: rows in `views` catch up to their view (`extend`), rows in `tokens` append
+        their latest token (`decode`); slot_of maps each live row to its slot."""
+        out = {}
+        for run, todo in ((self.extend, views), (self.decode, tokens)):
+            if todo:
+                out.update(zip(todo, run([slot_of[r] for r in todo], list(todo.values()), list(todo)).tolist()))
+        return out
 
     def _graph(self, Bb: int, kv_len: int):
         """Capture `step` for one (batch bucket, KV-length bucket); all graphs share one memory pool."""

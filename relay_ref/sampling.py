@@ -7,7 +7,6 @@ prompt index, position): not of its batch, its slot or its schedule. It is made 
 step from the row keys (static inputs of a captured CUDA graph). `mix` works on Python ints and int64
 tensors alike and every product stays below 2^63, so the hash is bit-identical on CPU and CUDA.
 """
-from __future__ import annotations
 
 import torch
 

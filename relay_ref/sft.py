@@ -9,7 +9,6 @@ Two switches depart from the paper for a small student (the toy preset; PAPER_NO
 §2): `unsure_below` puts the commands only before tokens where the student itself was unsure, and
 `commands_only` trains only the `<call>`/`</call>` rows, so the warm-up cannot wear the student's own text.
 """
-from __future__ import annotations
 
 import math
 import random
@@ -23,10 +22,8 @@ from .grpo_loss import token_logprobs
 
 
 def collate(prompts, responses, masks=None, device="cpu"):
-    """Right-padded prompt+response rows -> ids [B, T] and loss mask [B, T-1] (position t predicts ids[t+1]).
-
-    The mask is True on response tokens (where `masks[i][j]`, if given); never on prompt or padding,
-    which is found from lengths, never from token ids (a pad id may equal an EOS id)."""
+    """Right-padded prompt+response rows -> ids [B, T] and loss mask [B, T-1] (position t predicts ids[t+1]),
+    True on response tokens (where `masks[i][j]`, if given), found from lengths (a pad id may be an EOS id)."""
     T = max(len(p) + len(r) for p, r in zip(prompts, responses))
     ids = torch.zeros(len(prompts), T, dtype=torch.long)
     mask = torch.zeros(len(prompts), T - 1, dtype=torch.bool)
@@ -75,12 +72,10 @@ def command_row_weights(model) -> list:
 
 
 def step_with_command_rows(optimizer, model, commands=None, scale: float = 1.0) -> None:
-    """`optimizer.step()`, then the embedding and lm_head rows of `<call>` and `</call>` (`commands`, a
-    CommandTokens) moved `scale` times as far.
-
-    `<call>` and `</call>` are new tokens (D1): their rows start untrained, while the rest of a small student
-    degrades at the lr it would take to learn a call from scratch (docs/benchmarks.md §2). Adam normalizes
-    gradients, so a per-row lr cannot come from scaling them; the rows' step itself is scaled."""
+    """`optimizer.step()`, then the embedding and lm_head rows of `<call>`/`</call>` (`commands`) moved `scale`
+    times as far. They are new tokens (D1) whose rows start untrained, while the rest of a small student degrades
+    at the lr it would take to learn a call from scratch (docs/benchmarks.md §2). Adam normalizes gradients, so
+    a per-row lr cannot come from scaling them; the rows' step itself is scaled."""
     if scale == 1 or commands is None:
         optimizer.step()
         return
@@ -114,10 +109,9 @@ def freeze_all_but_command_rows(model, commands):
 
 def train_sft(model, examples, *, epochs=1, batch_size=32, lr=2e-5, warmup_ratio=0.03, weight_decay=0.0,
               grad_clip=1.0, seed=0, commands=None, command_lr_scale=1.0, commands_only=False, micro_batch=None):
-    """AdamW with linear warm-up then linear decay (the release's settings as defaults); the command tokens'
-    rows learn `command_lr_scale` times faster (`step_with_command_rows`). With `commands_only` nothing else
-    learns at all (`freeze_all_but_command_rows`). `micro_batch` rows per forward/backward (default: the whole
-    batch) leave the loss the batch's token mean. Returns the losses."""
+    """AdamW, linear warm-up then linear decay (the release's settings as defaults); the command rows learn
+    `command_lr_scale` times faster, and with `commands_only` nothing else learns. `micro_batch` rows per
+    forward/backward (default: the whole batch) leave the loss the batch's token mean. Returns the losses."""
     if commands_only and (commands is None or weight_decay):
         raise ValueError("commands_only needs the command tokens and weight_decay=0 (decay would move frozen rows)")
     order = [i for e in range(epochs) for i in random.Random(seed + e).sample(range(len(examples)), len(examples))]

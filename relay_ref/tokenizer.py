@@ -2,12 +2,10 @@
 EOS ids and the command tokens `<call>`/`</call>` of decision D1 (paper §3.1, §4.1.1).
 
 If the tokenizer lacks the command tokens they are added as special tokens right after its last token
-(151669 and 151670 for Qwen3, inside the checkpoint's 151936 embedding rows). The token ids are never
-round-tripped through text: the relay hands ids between the models (D3). `save` keeps the source
-tokenizer_config.json whole (Qwen3's chat template included) and lists the command tokens in it as special
-added tokens, so a saved student still chats in `transformers`.
+(151669 and 151670 for Qwen3, inside the checkpoint's 151936 embedding rows); the relay hands ids, never
+text, between the models (D3). `save` keeps the source tokenizer_config.json (Qwen3's chat template) and
+lists the command tokens in it as special added tokens, so a saved student still chats in `transformers`.
 """
-from __future__ import annotations
 
 import json
 from pathlib import Path
