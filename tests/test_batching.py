@@ -15,10 +15,11 @@ import relay_ref.evaluation as evaluation
 from relay_ref.commands import TEACHER, CommandTokens
 from relay_ref.evaluation import evaluate
 from relay_ref.generate import generate
-from relay_ref.model import Qwen3Config, Qwen3ForCausalLM
+from relay_ref.model import Qwen3ForCausalLM
 from relay_ref.relay import relay_generate
 from relay_ref.sampling import M32, exp_noise, mix, row_key, sample, uniform
 from relay_ref.sft import make_warmup_examples
+from test_relay import one_hot_model
 
 V = 96
 CALL, END, EOS = 60, 61, 62
@@ -29,17 +30,9 @@ TEXT_IDS = list(range(10, 30))
 
 def bigram_model(table: torch.Tensor) -> Qwen3ForCausalLM:
     """table [V, V]: logits of the next token given the current one (exact up to one float rounding)."""
-    cfg = Qwen3Config(vocab_size=V, hidden_size=V, intermediate_size=8, num_hidden_layers=1,
-                      num_attention_heads=1, num_key_value_heads=1, head_dim=8)
-    model = Qwen3ForCausalLM(cfg).eval()
+    model = one_hot_model()
     with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        for norm in (model.model.norm, model.model.layers[0].input_layernorm,
-                     model.model.layers[0].post_attention_layernorm):
-            norm.weight.fill_(1.0)
-        model.model.embed_tokens.weight.copy_(torch.eye(V))
-        gain = (1 / V + cfg.rms_norm_eps) ** -0.5  # what the final RMSNorm makes of a one-hot row
+        gain = (1 / V + model.config.rms_norm_eps) ** -0.5  # what the final RMSNorm makes of a one-hot row
         model.lm_head.weight.copy_(table.t() / gain)
     return model
 

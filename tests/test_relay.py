@@ -20,7 +20,8 @@ CMDS = CommandTokens(CALL, END, tuple(DIGIT))
 PROMPT = [1, 2, 3]
 
 
-def lookup_model(table: dict[int, int]) -> Qwen3ForCausalLM:
+def one_hot_model() -> Qwen3ForCausalLM:
+    """Attention and MLP outputs zero, a one-hot embedding, unit norms, a zero head: the head alone decides."""
     cfg = Qwen3Config(vocab_size=V, hidden_size=V, intermediate_size=8, num_hidden_layers=1,
                       num_attention_heads=1, num_key_value_heads=1, head_dim=8)
     model = Qwen3ForCausalLM(cfg).eval()
@@ -30,6 +31,12 @@ def lookup_model(table: dict[int, int]) -> Qwen3ForCausalLM:
         for norm in (model.model.norm, model.model.layers[0].input_layernorm, model.model.layers[0].post_attention_layernorm):
             norm.weight.fill_(1.0)
         model.model.embed_tokens.weight.copy_(torch.eye(V))
+    return model
+
+
+def lookup_model(table: dict[int, int]) -> Qwen3ForCausalLM:
+    model = one_hot_model()
+    with torch.no_grad():
         for cur, nxt in table.items():
             model.lm_head.weight[nxt, cur] = 1.0
     return model
