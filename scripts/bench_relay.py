@@ -110,11 +110,17 @@ class LongTailRunner(ModelRunner):
         return self._eos(slots, rows, super().decode(slots, tokens, rows))
 
 
-def long_tail(n_prompts=64, slots=8, max_new_tokens=1024):
+LONG_TAIL_SHAPES = {  # (hidden, MLP, layers) of student and teacher; 4 query heads, 2 KV heads of 32
+    "tiny": ((128, 384, 2), (256, 768, 4)),
+    "larger": ((1024, 4096, 4), (1536, 6144, 4)),  # 56M / 122M parameters: more weight traffic per step
+}
+
+
+def long_tail(n_prompts=64, slots=8, max_new_tokens=1024, shape="tiny"):
     torch.manual_seed(0)
     small = dict(vocab_size=2048, num_attention_heads=4, num_key_value_heads=2, head_dim=32)
-    student = Qwen3ForCausalLM(Qwen3Config(hidden_size=128, intermediate_size=384, num_hidden_layers=2, **small)).eval()
-    teacher = Qwen3ForCausalLM(Qwen3Config(hidden_size=256, intermediate_size=768, num_hidden_layers=4, **small)).eval()
+    student, teacher = (Qwen3ForCausalLM(Qwen3Config(hidden_size=h, intermediate_size=m, num_hidden_layers=n,
+                                                     **small)).eval() for h, m, n in LONG_TAIL_SHAPES[shape])
     prompts = [torch.randint(100, 1990, (int(n),)).tolist() for n in torch.randint(16, 48, (n_prompts,))]
     run = dict(commands=CommandTokens(2000, 2001, tuple(range(15, 25))), max_new_tokens=max_new_tokens,
                eos_ids=(LONG_TAIL_EOS,), temperature=1.0, seed=0, teacher_free=True, random_calls=(0.02, 8),
@@ -136,7 +142,7 @@ def long_tail(n_prompts=64, slots=8, max_new_tokens=1024):
     lengths = sorted(map(len, b.tokens))
     ideal = sum(lengths) / slots + lengths[-1]
     q = lambda f: lengths[min(len(lengths) - 1, int(f * len(lengths)))]
-    print(f"\n(d) long-tailed workload: {n_prompts} prompts, {slots} slots, {max_new_tokens} tokens, threads "
+    print(f"\n(d) long-tailed workload, {shape} models: {n_prompts} prompts, {slots} slots, {max_new_tokens} tokens, threads "
           f"{torch.get_num_threads()}; response lengths min {lengths[0]}, p10 {q(0.1)}, median {q(0.5)}, "
           f"p90 {q(0.9)}, max {lengths[-1]}, mean {sum(lengths) / len(lengths):.0f}, total {sum(lengths)}; "
           f"teacher share {sum(map(sum, b.teacher_mask)) / sum(lengths):.1%}; ideal decode steps "
@@ -162,11 +168,12 @@ def main():
     ap.add_argument("--call-tokens", type=int, default=8, help="k in the scripted <call>k</call>")
     ap.add_argument("--periods", type=int, nargs="+", default=[200, 60, 20], help="student tokens between calls")
     ap.add_argument("--long-tail", action="store_true", help="run only (d), on CPU")
+    ap.add_argument("--long-tail-shape", choices=list(LONG_TAIL_SHAPES), default="tiny", help="the models of (d)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.long_tail:
-        return long_tail()
+        return long_tail(shape=args.long_tail_shape)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     s_cfg, t_cfg = SHAPES[args.shapes or ("paper" if device.type == "cuda" else "cpu")]
     torch.manual_seed(0)
