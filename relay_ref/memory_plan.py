@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import from_hub
 from .model import Qwen3Config, Qwen3ForCausalLM
 
 
@@ -18,7 +19,8 @@ def load_config(path_or_hub_id) -> Qwen3Config:
     path, name = Path(path_or_hub_id).expanduser(), str(path_or_hub_id)
     if not path.exists() and name.count("/") == 1 and not name.startswith((".", "/", "~")):
         from huggingface_hub import hf_hub_download
-        return Qwen3Config.from_file(hf_hub_download(name, "config.json"))
+        return Qwen3Config.from_file(from_hub(name, lambda: hf_hub_download(name, "config.json"),
+                                              "pass a local directory holding its config.json"))
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{name}: no config.json there (a checkpoint directory or a hub id 'org/name')")
     return Qwen3Config.from_file(path / "config.json")

@@ -147,3 +147,10 @@ def test_the_script_exits_2_with_one_line_when_the_hub_is_unreachable(offline, t
     err = capsys.readouterr().err.strip()
     assert done.value.code == 2 and len(err.splitlines()) == 1 and "BytedTsinghua-SIA/DAPO-Math-17k" in err
     assert not (tmp_path / "dapo.jsonl").exists()
+
+
+def test_the_paper_preset_offline_is_one_line_naming_the_hub_id(offline):
+    from scripts import train_grpo
+    with pytest.raises(FileNotFoundError) as err:  # run_script: one stderr line, exit 2
+        train_grpo.main(["--preset", "paper", "--train-data", str(ROOT / "tests/fixtures/gsm8k_test.jsonl")])
+    assert one_line(err).startswith("Qwen/Qwen3-1.7B could not be fetched: the Hugging Face hub was unreachable")
