@@ -30,8 +30,9 @@ def evaluate(mode, student, teacher, tokenizer, questions, *, max_new_tokens=102
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     jobs = [q for q in questions for _ in range(samples)]
     prompts = [tokenizer.chat_prompt(q["problem"]) for q in jobs]
-    common = dict(eos_ids=tokenizer.eos_ids, temperature=temperature, seed=seed, slots=min(batch_size, len(jobs)))
     with tqdm(total=len(jobs), desc=desc or mode, unit="response", leave=False) as bar:
+        common = dict(eos_ids=tokenizer.eos_ids, temperature=temperature, seed=seed,
+                      slots=min(batch_size, len(jobs)), on_done=bar.update)
         if mode in ("student", "teacher"):
             tokens = generate(student if mode == "student" else teacher, prompts, max_new_tokens, vocab_limit=len(tokenizer),
                               banned_ids=(tokenizer.commands.call_id, tokenizer.commands.end_id), **common)
@@ -44,7 +45,6 @@ def evaluate(mode, student, teacher, tokenizer, questions, *, max_new_tokens=102
                                  max_call_tokens=max_call_tokens, teacher_temperature=teacher_temperature,
                                  student_vocab_limit=len(tokenizer), teacher_vocab_limit=len(tokenizer), **common)
             tokens, authors = out.tokens, out.authors
-        bar.update(len(jobs))
     records = []
     for q, t, a in zip(jobs, tokens, authors):
         answer_text = tokenizer.decode(teacher_view(t, a))  # D13 on the text without command tokens

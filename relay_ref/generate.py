@@ -10,7 +10,8 @@ from .runner import ModelRunner, admit, check_requests
 
 
 def generate(model, prompts, max_new_tokens, temperature=0.0, top_p=1.0, eos_ids=(), seed=None, slots=None,
-             **runner_args) -> list[list[int]]:
+             on_done=None, **runner_args) -> list[list[int]]:
+    """`on_done(1)` (e.g. a tqdm bar's update) is called as each row finishes."""
     S = check_requests(prompts, max_new_tokens, slots, model=model)
     out = [[] for _ in prompts]
     if max_new_tokens == 0:
@@ -23,6 +24,7 @@ def generate(model, prompts, max_new_tokens, temperature=0.0, top_p=1.0, eos_ids
             out[r].append(nxt[r])
             if out[r][-1] in eos_ids or len(out[r]) >= max_new_tokens:
                 del slot_of[r]
+                on_done and on_done(1)
         new = admit(slot_of, S, waiting)
         if not slot_of:
             return out

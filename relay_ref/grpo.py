@@ -91,13 +91,14 @@ def rollout(policy, teacher, tokenizer, questions, cfg: GRPOConfig, step: int) -
     samples depend on (cfg.seed, step, i) only, not on `rollout_slots`); rewards and advantages per group."""
     G = cfg.group_size
     prompts = [tokenizer.chat_prompt(q["problem"]) for q in questions for _ in range(G)]
-    out = relay_generate(policy, teacher, prompts, commands=tokenizer.commands, max_new_tokens=cfg.max_new_tokens,
-                         eos_ids=tokenizer.eos_ids, temperature=cfg.temperature,
-                         teacher_temperature=cfg.teacher_temperature, top_p=cfg.top_p,
-                         seed=cfg.seed * 1_000_003 + step, slots=min(cfg.rollout_slots or len(prompts), len(prompts)),
-                         fixed_call_tokens=cfg.fixed_call_tokens, max_calls=cfg.max_calls,
-                         max_call_tokens=cfg.max_call_tokens, teacher_free=cfg.teacher_free,
-                         student_vocab_limit=len(tokenizer), teacher_vocab_limit=len(tokenizer))
+    with tqdm(total=len(prompts), desc=f"rollouts of step {step}", unit="response", leave=False) as bar:
+        out = relay_generate(policy, teacher, prompts, commands=tokenizer.commands, max_new_tokens=cfg.max_new_tokens,
+                             eos_ids=tokenizer.eos_ids, temperature=cfg.temperature,
+                             teacher_temperature=cfg.teacher_temperature, top_p=cfg.top_p,
+                             seed=cfg.seed * 1_000_003 + step, slots=min(cfg.rollout_slots or len(prompts), len(prompts)),
+                             fixed_call_tokens=cfg.fixed_call_tokens, max_calls=cfg.max_calls,
+                             max_call_tokens=cfg.max_call_tokens, teacher_free=cfg.teacher_free,
+                             student_vocab_limit=len(tokenizer), teacher_vocab_limit=len(tokenizer), on_done=bar.update)
     tokens, authors, calls, teacher_masks = out.tokens, out.authors, out.calls, out.teacher_mask
     # D13 reads the answer from the response's text: student and teacher tokens, without the command tokens
     # (the teacher view, D3), so a call inside `\boxed{...}` does not hide the answer.

@@ -51,7 +51,7 @@ class RelayOutput:
 def relay_generate(student, teacher, prompts, *, commands, max_new_tokens, eos_ids, temperature=0.0,
                    teacher_temperature=None, top_p=1.0, seed=None, teacher_free=False, fixed_call_tokens=None,
                    max_calls=None, max_call_tokens=None, student_vocab_limit=None, teacher_vocab_limit=None,
-                   random_calls=None, slots=None, cuda_graphs=None) -> RelayOutput:
+                   random_calls=None, slots=None, cuda_graphs=None, on_done=None) -> RelayOutput:
     S = check_requests(prompts, max_new_tokens, slots, student=student, teacher=teacher)
     for name, model in (("student", student), ("teacher", teacher)):
         if max(commands.call_id, commands.end_id) >= model.config.vocab_size:
@@ -94,6 +94,7 @@ def relay_generate(student, teacher, prompts, *, commands, max_new_tokens, eos_i
                 teacher_view[r].append(token)
             if token in eos_ids and author != COMMAND or len(tokens[r]) >= max_new_tokens:
                 del slot_of[r]  # done: the slot is free for the next waiting prompt
+                on_done and on_done(1)  # e.g. a progress bar's update
                 continue
             if mode[r] == TEACHER_MODE:
                 mode[r] = STUDENT_MODE if left[r] == 0 else TEACHER_MODE

@@ -57,9 +57,10 @@ def make_warmup_examples(student, tokenizer, questions, *, temperature=1.0, max_
     commands (only where the student was unsure, if `unsure_below` is given; see `unsure_boundaries`)."""
     rng, c = random.Random(seed), tokenizer.commands
     prompts = [tokenizer.chat_prompt(q["problem"]) for q in questions]
-    responses = generate(student, prompts, max_new_tokens, temperature=temperature, eos_ids=tokenizer.eos_ids,
-                         seed=seed, slots=min(batch_size, len(prompts)), vocab_limit=len(tokenizer),
-                         banned_ids=(c.call_id, c.end_id))
+    with tqdm(total=len(prompts), desc="warm-up data", unit="response") as bar:
+        responses = generate(student, prompts, max_new_tokens, temperature=temperature, eos_ids=tokenizer.eos_ids,
+                             seed=seed, slots=min(batch_size, len(prompts)), vocab_limit=len(tokenizer),
+                             banned_ids=(c.call_id, c.end_id), on_done=bar.update)
     allowed = (unsure_boundaries(student, prompts, responses, unsure_below) if unsure_below is not None
                else [None] * len(prompts))
     return [{"prompt_ids": p, "response_ids": insert_commands(r, c, rng, max_commands, max_exponent, boundaries=b)}

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from relay_ref.answers import is_correct, is_scorable
 from relay_ref.checkpoint import load_model
@@ -47,10 +48,11 @@ def main(argv=None):
     teacher = load_model(args.teacher, device=args.device, dtype=getattr(torch, args.dtype))
     jobs = [i for i in range(len(questions)) for _ in range(args.samples)]
     # D12 judges the teacher alone: no command tokens (they mean nothing outside the relay), tokenizer rows only.
-    outs = generate(teacher, [tok.chat_prompt(questions[i]["problem"]) for i in jobs], args.max_new_tokens,
-                    temperature=args.temperature, top_p=args.top_p, eos_ids=tok.eos_ids, seed=args.seed,
-                    slots=min(args.batch_size, len(jobs)), vocab_limit=len(tok),
-                    banned_ids=(tok.commands.call_id, tok.commands.end_id))
+    with tqdm(total=len(jobs), desc="teacher samples", unit="response") as bar:
+        outs = generate(teacher, [tok.chat_prompt(questions[i]["problem"]) for i in jobs], args.max_new_tokens,
+                        temperature=args.temperature, top_p=args.top_p, eos_ids=tok.eos_ids, seed=args.seed,
+                        slots=min(args.batch_size, len(jobs)), vocab_limit=len(tok),
+                        banned_ids=(tok.commands.call_id, tok.commands.end_id), on_done=bar.update)
     wins = [0] * len(questions)
     for i, out in zip(jobs, outs):
         wins[i] += is_correct(tok.decode(out), questions[i]["answer"])

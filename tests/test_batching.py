@@ -268,3 +268,17 @@ def test_d12_filtering_bans_the_command_tokens_and_limits_the_teacher_to_the_tok
     tok = filter_data.load_tokenizer(filter_data.ROOT / "weights/toy/teacher")
     assert set(seen["banned_ids"]) == {tok.commands.call_id, tok.commands.end_id}
     assert seen["vocab_limit"] == len(tok) and seen["slots"] == 6
+
+
+def test_on_done_is_called_once_per_row_as_it_finishes():
+    """Progress bars ride on `on_done`: one call per row, whatever the slots, in both samplers."""
+    student, teacher = bigram_model(torch.randn(V, V)), bigram_model(torch.randn(V, V))
+    prompts = [[1, 2], [3], [4, 5, 6], [7], [8, 9]]
+    for slots in (1, 2, 5):
+        done = []
+        generate(student, prompts, 6, temperature=1.0, seed=0, slots=slots, on_done=done.append)
+        assert done == [1] * len(prompts)
+        done = []
+        relay_generate(student, teacher, prompts, commands=CMDS, max_new_tokens=6, eos_ids=(EOS,), temperature=1.0,
+                       seed=0, slots=slots, on_done=done.append)
+        assert done == [1] * len(prompts)
