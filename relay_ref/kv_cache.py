@@ -4,7 +4,8 @@ Design (docs/design.md, decoding): per layer one K and one V buffer of shape
 [n_slots + 1, max_len, n_kv_heads, head_dim], allocated once. Each sequence owns a slot; each token is
 written at (slot, position). Slot `n_slots` is a *sink*: padding rows and padding columns write there,
 so a fixed-shape step never needs a data-dependent branch. Reads gather the first `kv_len` positions of
-each row's slot (a length bucket chosen by the host), so attention costs follow the live lengths.
+each row's slot (a length bucket chosen by the host); when row i is in slot i (`in_order`: the host sorts
+a decode by slot) they read the cache in place, saving the copy (30% of an 8-row CPU decode at KV 1,000).
 
 The host keeps, per slot, the exact token ids whose K/V are cached (`ids[slot]`), so the relay extends a
 model's view lazily from the longest prefix it holds; stale K/V beyond it is masked by position.
@@ -20,12 +21,15 @@ class KVCache:
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_hidden_layers)]
         self.n_slots, self.max_len, self.sink = n_slots, max_len, n_slots
         self.ids: list[list[int]] = [[] for _ in range(n_slots)]
+        self.in_order = False  # set by the host around a step (a static fact of that step, like kv_len)
 
     def update(self, layer: int, k, v, slots, positions, kv_len: int):
         """Write k, v [B, W, H, D] at (slots[B, W], positions[B, W]); return this layer's K, V of each
         row's slot over the first kv_len positions: [B, kv_len, H, D] each."""
         self.k[layer].index_put_((slots, positions), k.to(self.k[layer].dtype))  # autocast may hand fp32
         self.v[layer].index_put_((slots, positions), v.to(self.v[layer].dtype))
+        if self.in_order:  # padding rows past the live ones read a free slot's K/V; their outputs are dropped
+            return self.k[layer][:len(slots), :kv_len], self.v[layer][:len(slots), :kv_len]
         rows = slots.amin(dim=1)  # padding columns hold the sink, the largest slot index
         return self.k[layer][:, :kv_len].index_select(0, rows), self.v[layer][:, :kv_len].index_select(0, rows)
 

@@ -56,12 +56,8 @@ def admit(slot_of: dict, n_slots: int, waiting: list) -> list[int]:
 
 
 def transposed_head(model) -> torch.Tensor:
-    """The head as [hidden, vocab], shared by every runner of the model until its weight changes.
-
-    CPU BLAS streams the [vocab, hidden] head at a third of the bandwidth of the transposed layout, and the
-    head dominates small models' decode (GPUs don't care). The copy is slow (1.2 s for Qwen3-0.6B on 2 cores),
-    so it is made on first use (a teacher never called never pays) and again only once an optimizer step or
-    a load has bumped the weight's version counter."""
+    """The head as [hidden, vocab] (CPU BLAS streams it 3x faster than [vocab, hidden]; it dominates small
+    models' decode), copied on first use and again only once an optimizer step or a load bumps its version."""
     w = model.lm_head.weight
     key = (w.data_ptr(), w._version)
     cached = model.__dict__.get("_head_t")
@@ -142,7 +138,10 @@ class ModelRunner:
     @torch.no_grad()
     def decode(self, slots: list[int], tokens: list[int], rows: list[int] | None = None):
         """Append one token to each slot; return the next token per row (a device tensor [len(slots)])."""
-        cache, B = self.cache, len(slots)
+        cache, B, rows = self.cache, len(slots), list(slots if rows is None else rows)
+        order = sorted(range(B), key=slots.__getitem__)  # slot order: row i in slot i reads the cache in place
+        slots, tokens, rows = ([x[i] for i in order] for x in (slots, tokens, rows))
+        in_order = slots == list(range(B))
         positions = []
         for s, t in zip(slots, tokens):
             positions.append(len(cache.ids[s]))
@@ -155,14 +154,20 @@ class ModelRunner:
         pad = Bb - B  # padding rows: token 0 at position 0 of the sink slot
         host = (torch.tensor(tokens + [0] * pad).view(Bb, 1), torch.tensor(positions + [0] * pad).view(Bb, 1),
                 torch.tensor(slots + [cache.sink] * pad).view(Bb, 1))
-        temp, keys = self._sampling_inputs(list(slots if rows is None else rows) + [-1] * pad)
-        if not self.cuda_graphs:
-            return self.step(*(t.to(self.device) for t in host), temp, keys, kv_len)[:B]
-        graph, static = self._graph(Bb, kv_len)
-        for buf, val in zip(static, (*host, temp, keys)):  # overwrite every static input, padding included
-            buf.copy_(val, non_blocking=True)
-        graph.replay()
-        return static[-1][:B].clone()
+        temp, keys = self._sampling_inputs(rows + [-1] * pad)
+        try:
+            cache.in_order = in_order
+            if not self.cuda_graphs:
+                out = self.step(*(t.to(self.device) for t in host), temp, keys, kv_len)[:B]
+            else:
+                graph, static = self._graph(Bb, kv_len, in_order)
+                for buf, val in zip(static, (*host, temp, keys)):  # overwrite every static input, padding too
+                    buf.copy_(val, non_blocking=True)
+                graph.replay()
+                out = static[-1][:B].clone()
+        finally:
+            cache.in_order = False
+        return out[torch.tensor(order, device=out.device).argsort()]  # back to the callers' row order
 
     def advance(self, slot_of: dict, views: dict, tokens: dict) -> dict:
         """{row: next token}: rows in `views` catch up to their view (`extend`), rows in `tokens` append
@@ -173,9 +178,10 @@ class ModelRunner:
                 out.update(zip(todo, run([slot_of[r] for r in todo], list(todo.values()), list(todo)).tolist()))
         return out
 
-    def _graph(self, Bb: int, kv_len: int):
-        """Capture `step` for one (batch bucket, KV-length bucket); all graphs share one memory pool."""
-        if (Bb, kv_len) not in self.graphs:
+    def _graph(self, Bb: int, kv_len: int, in_order: bool):
+        """Capture `step` for one (batch bucket, KV-length bucket, read in place or gathered); all graphs
+        share one memory pool."""
+        if (Bb, kv_len, in_order) not in self.graphs:
             d = self.device
             static = [torch.zeros(Bb, 1, dtype=torch.long, device=d) for _ in range(2)]
             static += [torch.full((Bb, 1), self.cache.sink, dtype=torch.long, device=d),
@@ -189,5 +195,5 @@ class ModelRunner:
             with torch.cuda.graph(graph, pool=self.pool):
                 out = self.step(*static, kv_len)
             self.pool = graph.pool()
-            self.graphs[(Bb, kv_len)] = (graph, static + [out])
-        return self.graphs[(Bb, kv_len)]
+            self.graphs[(Bb, kv_len, in_order)] = (graph, static + [out])
+        return self.graphs[(Bb, kv_len, in_order)]

@@ -101,3 +101,25 @@ def test_a_vocab_limit_bans_every_row_from_the_limit_on():
     assert free > 0
     limited = ModelRunner(m, 1, 64, vocab_limit=free).extend([0], [[1, 2, 3]]).item()
     assert limited < free
+
+
+def test_a_decode_holding_every_slot_in_any_row_order_reads_the_cache_in_place_and_matches_one_row_at_a_time():
+    m = model()
+    together, alone = ModelRunner(m, 4, 64, temperature=1.0, seed=5), ModelRunner(m, 4, 64, temperature=1.0, seed=5)
+    slots, rows = [2, 0, 3, 1], [0, 1, 2, 3]  # row r lives in slots[r]: every slot live, not in slot order
+    for r in (together, alone):
+        r.extend(slots, PROMPTS, rows)
+    reads, update = [], together.cache.update
+    def spy(layer, *args):  # noqa: E306
+        k, v = update(layer, *args)
+        reads.append(k.untyped_storage().data_ptr() == together.cache.k[layer].untyped_storage().data_ptr())
+        return k, v
+    together.cache.update = spy
+    tokens = [[11 + r] for r in rows]
+    for _ in range(6):
+        batch = together.decode(slots, [t[-1] for t in tokens], rows).tolist()
+        single = [alone.decode([s], [t[-1]], [r]).item() for s, t, r in zip(slots, tokens, rows)]
+        assert batch == single
+        for t, x in zip(tokens, batch):
+            t.append(x)
+    assert reads and all(reads) and not together.cache.in_order  # in place every time; the flag reset after
