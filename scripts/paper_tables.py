@@ -3,6 +3,7 @@
     python scripts/paper_tables.py                       # 9 variants x 3 seeds, 2 runs side by side
     python scripts/paper_tables.py --seeds 5 --jobs 2 --out runs/paper_tables
     python scripts/paper_tables.py --tiny --out /tmp/t   # two variants, one seed, a few steps (the CI test)
+    python scripts/paper_tables.py --report              # the tables from the runs finished so far; no work
 
 Each run is `scripts/train_grpo.py` on the toy preset from the shipped toy student and teacher, with exactly
 the one switch its row names (the toy preset itself is the "RelayLLM (Difficulty-Aware)" row). All variants
@@ -17,6 +18,10 @@ Writes, under DIR: runs/*/metrics.jsonl (train_grpo's per-step metrics), runs/*/
 call ratio and per-question correctness of each evaluation mode), reference.json (base student and
 teacher), train_filtered.jsonl (D12 on the toy training set), tables.md (also printed) and
 accuracy_vs_calls.png (with the optional `plot` extra, matplotlib).
+
+One invocation at a time per DIR (DIR/paper_tables.lock holds its pid; a second one is refused, since two
+would train the same run). Each invocation adds its wall time to DIR/wall_time.jsonl, so a run made over
+several sittings still reports its total.
 
 Each cell is the mean +- the standard deviation over seeds (n - 1 in the denominator); the paper's
 Qwen3-1.7B numbers (six-benchmark averages, teacher Qwen3-8B) stand beside them.
@@ -386,8 +391,40 @@ def departures(n_test: int) -> list[str]:
             "differ from the paper preset's (PAPER_NOTES.md gives the reason for each):", ""] + lines
 
 
-def render(r: Results, filtered_note: str, tiny: bool) -> str:
+def progress(out: Path, jobs) -> str:
+    """How many runs are finished, and the wall time of every sitting so far (DIR/wall_time.jsonl)."""
+    done = sum(j.done.exists() for j in jobs)
+    ledger = out / "wall_time.jsonl"
+    sittings = [json.loads(line) for line in ledger.read_text().splitlines()] if ledger.exists() else []
+    wall = sum(x["seconds"] for x in sittings)
+    return (f"{done} of {len(jobs)} jobs finished" + ("" if done == len(jobs) else " (a partial report: missing "
+            "runs read 'not run')") + f"; wall time {wall // 3600} h {wall % 3600 // 60} min over {len(sittings)} "
+            f"sitting(s) with --jobs {', '.join(sorted({str(x['jobs']) for x in sittings})) or '?'}.")
+
+
+class lock:
+    """DIR/paper_tables.lock with this process's pid; refuses a DIR that a live invocation holds."""
+    def __init__(self, out: Path):
+        self.path = out / "paper_tables.lock"
+
+    def __enter__(self):
+        try:
+            pid = int(self.path.read_text())
+            os.kill(pid, 0)  # raises if no such process: a stale lock from a killed invocation
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            pid = None
+        if pid is not None and pid != os.getpid():
+            raise UserError(f"{self.path}: paper_tables.py (pid {pid}) is running on this --out; wait for it "
+                            f"or stop it (a killed run resumes)")
+        self.path.write_text(str(os.getpid()))
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+def render(r: Results, filtered_note: str, tiny: bool, status: str = "") -> str:
     parts = [f"# The paper's tables on the toy world ({len(r.seeds)} seed(s): {', '.join(map(str, r.seeds))})", "",
+             *([status, ""] if status else []),
              *(["--tiny: two variants, a few steps and questions, to check the pipeline; the numbers mean nothing.",
                 ""] if tiny else []),
              *table1(r), "", *table3(r), "", filtered_note, "", *table4(r), "", *table5(r), "",
@@ -442,6 +479,8 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=ROOT / "runs/paper_tables")
     ap.add_argument("--tiny", action="store_true", help="two variants, one seed, a few steps and questions (CI)")
     ap.add_argument("--eval-limit", type=int, help="evaluate on the first N test questions (default: all)")
+    ap.add_argument("--report", action="store_true",
+                    help="print the tables from the runs finished so far (cells of missing runs read 'not run')")
     ap.add_argument("--evaluate-reference", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--evaluate-run", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--variant", help=argparse.SUPPRESS)
@@ -466,13 +505,23 @@ def main(argv=None):
     for j in jobs:  # before anything starts: a dir made with other flags is refused, not mixed in
         if j.fresh is not None:
             check_flags(j.fresh, j.commands[0])
-    t0 = time.time()
-    failed = run_all(jobs, args.jobs)
-    print(f"runs finished in {time.time() - t0:.0f} s", file=sys.stderr)
-    if failed:
-        sys.exit("failed: " + "; ".join(failed))
+    if args.report:
+        if not (args.out / "reference.json").exists():
+            raise UserError(f"{args.out} has no finished runs yet (no reference.json)")
+    else:
+        with lock(args.out):
+            t0 = time.time()
+            try:
+                failed = run_all(jobs, args.jobs)
+            finally:  # a killed sitting still counts its time
+                with (args.out / "wall_time.jsonl").open("a") as f:
+                    f.write(json.dumps({"started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)),
+                                        "seconds": round(time.time() - t0), "jobs": args.jobs}) + "\n")
+        print(f"runs finished in {time.time() - t0:.0f} s", file=sys.stderr)
+        if failed:
+            sys.exit("failed: " + "; ".join(failed))
     results = Results(args.out, variants, seeds)
-    text = render(results, filter_note(args.out), args.tiny)
+    text = render(results, filter_note(args.out), args.tiny, progress(args.out, jobs))
     (args.out / "tables.md").write_text(text)
     print(text)
     print(figure(results, variants, args.out / "accuracy_vs_calls.png"))

@@ -16,9 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TABLE_ROWS = {"### Table 1": 5, "### Table 3": 4, "### Table 4": 5, "### Table 5": len(K_VALUES) + 1}
 
 
-def run_tiny(out: Path):
+def run_tiny(out: Path, *flags):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, str(ROOT / "scripts/paper_tables.py"), "--tiny", "--out", str(out)],
+    return subprocess.run([sys.executable, str(ROOT / "scripts/paper_tables.py"), "--tiny", "--out", str(out), *flags],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
 
 
@@ -60,6 +60,24 @@ def test_tiny_run_prints_the_four_tables_and_a_second_call_reruns_nothing(tmp_pa
         assert f"reused: {name}" in second.stderr
     assert {p: p.stat().st_mtime_ns for p in made} == made
     assert tables(second.stdout) == found
+    sittings = [json.loads(line) for line in (tmp_path / "wall_time.jsonl").read_text().splitlines()]
+    assert len(sittings) == 2 and sittings[0]["seconds"] > 0  # each call adds its wall time to the ledger
+    assert "3 of 3 jobs finished; wall time" in second.stdout and not (tmp_path / "paper_tables.lock").exists()
+
+    shutil.rmtree(runs[1])  # --report: the tables from what is finished, and no work started
+    report = run_tiny(tmp_path, "--report")
+    assert report.returncode == 0 and not runs[1].exists(), report.stderr[-3000:]
+    assert "2 of 3 jobs finished (a partial report" in report.stdout
+    t1 = {row[0]: row for row in tables(report.stdout)[next(h for h in found if h.startswith("### Table 1"))]}
+    assert t1["GRPO (calls banned)"][1] == "not run" and t1["RelayLLM (Difficulty-Aware)"][1].endswith("± –")
+
+    (tmp_path / "paper_tables.lock").write_text(str(os.getpid()))  # a live invocation holds this --out
+    refused = run_tiny(tmp_path)
+    assert refused.returncode == 2 and "is running on this --out" in refused.stderr and not runs[1].exists()
+    assert len(refused.stderr.strip().splitlines()) == 1
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "paper_tables.lock").write_text(dead.stdout.strip())  # left by a killed invocation: stale
+    assert run_tiny(tmp_path).returncode == 0 and (runs[1] / "paper_eval.json").exists()
 
 
 def test_a_run_dir_with_a_checkpoint_resumes_and_one_without_starts_afresh(tmp_path):
