@@ -7,9 +7,9 @@ One step, read top to bottom in `train_grpo`:
 2. score each response from its full text, whoever wrote it (D13), measure its call ratio rho (D6),
    and reward it by the difficulty-aware rule of its group (D10) or the simple reward (Eq. 3);
 3. advantages per group (Eq. 2), broadcast over the tokens the student sampled (mask, D8);
-4. old log-probabilities recomputed by the training model before any update (design.md §GRPO (a)), reference
-   log-probabilities from the warm-up model; the token-mean clipped loss over all micro-batches (D9);
-   AdamW with gradient clipping, exactly `updates_per_step` optimizer steps per rollout batch.
+4. old log-probs by the training model before any update (GRPO (a); with one update per step its training
+   forward's own, detached: the same bits, one pass fewer), reference ones from the warm-up model; the
+   token-mean clipped loss over all micro-batches (D9); AdamW with gradient clipping, `updates_per_step` steps.
 A group with an unscorable gold (`answers.is_scorable`) trains nothing (design.md §GRPO (b)). A non-finite
 loss, gradient, AdamW step or updated parameter stops the run before the next checkpoint.
 """
@@ -131,9 +131,10 @@ def update(policy, ref, optimizer, batch: dict, cfg: GRPOConfig, commands=None, 
     micro = [rows[i:i + cfg.micro_batch] for i in range(0, len(rows), cfg.micro_batch)]
     inputs = [collate([batch["prompts"][i] for i in mb], [batch["tokens"][i] for i in mb],
                       [batch["masks"][i] for i in mb], device=device) for mb in micro]
-    with torch.no_grad():
-        old = [token_logprobs(policy, ids, cfg.temperature, vocab_limit=vocab_limit) for ids, _ in inputs]
-        ref_lp = [token_logprobs(ref, ids, cfg.temperature, vocab_limit=vocab_limit) for ids, _ in inputs]
+    lp = lambda model, ids: token_logprobs(model, ids, cfg.temperature, vocab_limit=vocab_limit)  # noqa: E731
+    with torch.no_grad():  # one update: the policy has not moved, so its training forward gives the old log-probs
+        old = [None if cfg.updates_per_step == 1 else lp(policy, ids) for ids, _ in inputs]
+        ref_lp = [lp(ref, ids) for ids, _ in inputs]
     n_updates, stats = cfg.updates_per_step, {"loss": 0.0, "clip_frac": 0.0, "kl": 0.0, "grad_norm": 0.0}
     policy.train()
     for u in range(n_updates):
@@ -142,8 +143,8 @@ def update(policy, ref, optimizer, batch: dict, cfg: GRPOConfig, commands=None, 
         optimizer.zero_grad(set_to_none=True)
         for k in chunk:
             ids, mask = inputs[k]
-            logp = token_logprobs(policy, ids, cfg.temperature, vocab_limit=vocab_limit)
-            loss, st = grpo_loss(logp, old[k], ref_lp[k], batch["advantages"][micro[k]].to(device), mask, n_tokens,
+            logp = lp(policy, ids)
+            loss, st = grpo_loss(logp, logp.detach() if old[k] is None else old[k], ref_lp[k], batch["advantages"][micro[k]].to(device), mask, n_tokens,
                                  cfg.eps_low, cfg.eps_high, cfg.beta)
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(f"the GRPO loss is {loss.item()}")

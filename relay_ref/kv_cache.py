@@ -7,8 +7,8 @@ so a fixed-shape step never needs a data-dependent branch. Reads gather the firs
 each row's slot (a length bucket chosen by the host); when row i is in slot i (`in_order`: the host sorts
 a decode by slot) they read the cache in place, saving the copy (30% of an 8-row CPU decode at KV 1,000).
 
-The host keeps, per slot, the exact token ids whose K/V are cached (`ids[slot]`), so the relay extends a
-model's view lazily from the longest prefix it holds; stale K/V beyond it is masked by position.
+The host keeps per slot the token ids whose K/V are cached (`ids[slot]`): the relay extends a model's view
+lazily from the longest prefix it holds; stale K/V beyond it is masked by position.
 """
 
 import torch

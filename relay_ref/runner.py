@@ -114,6 +114,7 @@ class ModelRunner:
         if self.head_t is None and self.device.type == "cpu":
             self.head_t = transposed_head(self.model)
         cache, starts = self.cache, [self.cache.common_prefix(s, v) for s, v in zip(slots, views)]
+        cache.in_order = False  # a catch-up gathers (its rows need not be slots 0..B-1)
         news = [v[lcp:] for v, lcp in zip(views, starts)]
         W, B = max(len(n) for n in news), len(slots)
         tok, pos = torch.zeros(B, W, dtype=torch.long), torch.zeros(B, W, dtype=torch.long)
@@ -155,18 +156,15 @@ class ModelRunner:
         host = (torch.tensor(tokens + [0] * pad).view(Bb, 1), torch.tensor(positions + [0] * pad).view(Bb, 1),
                 torch.tensor(slots + [cache.sink] * pad).view(Bb, 1))
         temp, keys = self._sampling_inputs(rows + [-1] * pad)
-        try:
-            cache.in_order = in_order
-            if not self.cuda_graphs:
-                out = self.step(*(t.to(self.device) for t in host), temp, keys, kv_len)[:B]
-            else:
-                graph, static = self._graph(Bb, kv_len, in_order)
-                for buf, val in zip(static, (*host, temp, keys)):  # overwrite every static input, padding too
-                    buf.copy_(val, non_blocking=True)
-                graph.replay()
-                out = static[-1][:B].clone()
-        finally:
-            cache.in_order = False
+        cache.in_order = in_order  # every decode sets it and every extend clears it
+        if not self.cuda_graphs:
+            out = self.step(*(t.to(self.device) for t in host), temp, keys, kv_len)[:B]
+        else:
+            graph, static = self._graph(Bb, kv_len, in_order)
+            for buf, val in zip(static, (*host, temp, keys)):  # overwrite every static input, padding included
+                buf.copy_(val, non_blocking=True)
+            graph.replay()
+            out = static[-1][:B].clone()
         return out[torch.tensor(order, device=out.device).argsort()]  # back to the callers' row order
 
     def advance(self, slot_of: dict, views: dict, tokens: dict) -> dict:

@@ -129,6 +129,37 @@ def test_each_of_several_updates_is_the_token_mean_over_its_own_rows(judged):
         torch.testing.assert_close(opt.grads[k], alone.grads[0], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("updates", [1, 2])
+def test_old_log_probs_come_from_the_policy_before_any_update_at_the_rollout_temperature(judged, monkeypatch, updates):
+    """One update per step: the policy has not moved, so the training forward's own log-probs (detached) are
+    the old ones, and no extra pass is made. Several: one no-grad pass of the policy before the first update,
+    at the rollout temperature, whose tensors every later update uses, while the policy moves (lr > 0)."""
+    policy, reference = tiny(0), tiny(3)
+    batch = a_rollout(policy, 0.6)
+    calls, losses, real_logprobs, real_loss = [], [], grpo_module.token_logprobs, grpo_module.grpo_loss
+    def logprobs(model, ids, temperature=1.0, **kw):  # noqa: E306
+        out = real_logprobs(model, ids, temperature, **kw)
+        calls.append((model is policy, temperature, torch.is_grad_enabled(), out))
+        return out
+    def loss(logp, old, ref, *args):  # noqa: E306
+        losses.append((logp, old))
+        return real_loss(logp, old, ref, *args)
+    monkeypatch.setattr(grpo_module, "token_logprobs", logprobs)
+    monkeypatch.setattr(grpo_module, "grpo_loss", loss)
+    update(policy, reference, torch.optim.SGD(policy.parameters(), lr=0.5), batch,
+           cfg(temperature=0.6, micro_batch=3, updates_per_step=updates))
+    assert all(t == 0.6 for _, t, _, _ in calls)
+    before = [out for is_policy, _, grad, out in calls if is_policy and not grad]
+    assert len(losses) == 4  # 12 rows in micro-batches of 3
+    if updates == 1:
+        assert before == []  # one pass fewer
+        assert all(torch.equal(old, logp.detach()) and not old.requires_grad for logp, old in losses)
+    else:
+        assert len(before) == 4 and all(old is b for (_, old), b in zip(losses, before))
+        moved = [not torch.equal(old, logp.detach()) for logp, old in losses[2:]]  # after the first SGD step
+        assert all(moved)
+
+
 @pytest.mark.parametrize("train_on_teacher", [False, True])
 def test_rollout_masks_follow_train_on_teacher_tokens(monkeypatch, train_on_teacher):
     c = TOK.commands
