@@ -378,7 +378,7 @@ def departures(n_test: int) -> list[str]:
     toy, ppr, defaults = TOY, PRESETS["paper"], {f.name: f.default for f in fields(GRPOConfig)}
     # Where and how the runs compute (device, dtype, batching, checkpoints) is not a departure of the method.
     skip = ("grpo", "student", "teacher", "train_data", "test_data", "run_dir", "device", "dtype", "autocast",
-            "rollout_slots", "micro_batch", "save_every")
+            "rollout_slots", "micro_batch", "sft_micro_batch", "save_every")
     shown = {("steps", None): "one epoch", ("warmup_unsure_below", None): "anywhere"}
     lines = [f"- `{k}`: {toy[k]} (paper {shown.get((k, ppr.get(k)), ppr.get(k))})" for k in toy
              if k not in skip and toy[k] != ppr.get(k)]
