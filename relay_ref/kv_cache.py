@@ -21,7 +21,7 @@ class KVCache:
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_hidden_layers)]
         self.n_slots, self.max_len, self.sink = n_slots, max_len, n_slots
         self.ids: list[list[int]] = [[] for _ in range(n_slots)]
-        self.in_order = False  # set by the host around a step (a static fact of that step, like kv_len)
+        self.in_order = False  # set by each decode, cleared by each extend (a static fact of a step, like kv_len)
 
     def update(self, layer: int, k, v, slots, positions, kv_len: int):
         """Write k, v [B, W, H, D] at (slots[B, W], positions[B, W]); return this layer's K, V of each
